@@ -1,0 +1,520 @@
+# cython: language_level=3, embedsignature=True, binding=True
+"""The C boundary of hardstop: thread states, the pending-exception slot, receipts.
+
+CPython gives every thread state one slot for an asynchronous exception
+(``PyThreadState_SetAsyncExc``); the target raises whatever class it finds there
+at its next check of the "eval breaker". Everything in this module exists to use
+that slot safely:
+
+* **Which thread.** A request names an ident; we walk this interpreter's thread
+  states and arm only when exactly one carries it. CPython itself arms the first
+  match, which may be an idle twin (a C extension's ``PyThreadState_New``, or on
+  3.10/3.11 a child pre-allocated by ``Thread.start()`` with its parent's
+  ident): the call "succeeds" and nothing is ever raised in the running thread.
+* **What is raised.** The slot must hold a class. To raise an *instance*, we arm
+  a "carrier": a private subclass of the instance's own type whose ``__new__``
+  (``deliver`` below) returns that very instance. Subclassing keeps
+  ``except TheType`` right on every version (3.10 records the armed class as the
+  exception type). ``deliver`` runs in the target at the moment of raising, so it
+  is also the only exact "delivered" signal there is.
+* **One slot, many requests.** We keep one armed request per thread and queue the
+  rest in order; the next is armed as soon as the previous one has been raised
+  or withdrawn. A carrier class is shared by every request of one exception type,
+  so which request is being raised is known from ``_armed[ident]``, never from
+  the class.
+
+Why the receipt state machine lives here and not in Python: arming, withdrawing
+and delivering must each be one indivisible step. Code compiled here runs under
+the GIL without executing bytecode, so no other thread runs in the middle and no
+pending exception (not even one we just armed on the calling thread itself) can
+be raised half way. A pure-Python version needs a lock that the delivering
+thread would have to take from inside ``__new__``, which deadlocks when a thread
+interrupts itself or a signal handler interrupts the lock's owner.
+
+Free-threaded builds: this module does not declare itself free-threading
+compatible, so importing it re-enables the GIL there, which is exactly the
+guarantee the code above relies on.
+"""
+
+from cpython.object cimport PyObject
+from cpython.ref cimport Py_INCREF, Py_DECREF
+from cpython.pythread cimport PyThread_get_thread_ident
+from cpython.pycapsule cimport PyCapsule_New
+from cpython.exc cimport PyErr_SetObject
+
+import threading
+from _thread import allocate_lock
+
+from hardstop._errors import AmbiguousThread, Interrupted, ThreadNotFound
+
+cdef extern from "Python.h":
+    ctypedef struct PyInterpreterState:
+        pass
+    ctypedef struct PyThreadState:
+        PyObject *dict
+        PyObject *async_exc
+        unsigned long thread_id
+    int PY_VERSION_HEX
+    PyInterpreterState *PyInterpreterState_Get()
+    PyThreadState *PyInterpreterState_ThreadHead(PyInterpreterState *)
+    PyThreadState *PyThreadState_Next(PyThreadState *)
+    PyThreadState *PyThreadState_Get()
+    PyObject *PyDict_New()
+    int PyGILState_Check() nogil
+    # Declared here on purpose: Cython's bundled cpython/pystate.pxd gives the
+    # ident as `long`, but it is `unsigned long` since 3.7. This is the only
+    # place hardstop calls it (CPython marks it "XXX Deprecate this").
+    int PyThreadState_SetAsyncExc(unsigned long, PyObject *)
+
+cdef extern from "hardstop.h":
+    ctypedef struct Hardstop_CAPI:
+        int version
+        int (*interrupt_ident)(unsigned long, PyObject *, PyObject **) noexcept nogil
+        int (*cancel)(PyObject *) noexcept nogil
+        int (*wait)(PyObject *, double) noexcept nogil
+    int HARDSTOP_CAPI_VERSION
+    int HARDSTOP_ERROR
+    int HARDSTOP_NOT_FOUND
+    int HARDSTOP_AMBIGUOUS
+    int HARDSTOP_INVALID
+    const char *HARDSTOP_CAPSULE_NAME
+
+PENDING = "pending"
+DELIVERED = "delivered"
+CANCELLED = "cancelled"
+UNDELIVERED = "undelivered"
+
+# 3.9-3.12 keep one interpreter-wide "async exception pending" flag, set by every
+# arming and reset only when some thread raises one: after a withdrawal it stays
+# set and every thread takes the slow path at each check (11-37% slower loops),
+# and after one delivery it is reset although another thread may still be armed.
+# 3.13+ keep the flag per thread and reset it themselves.
+cdef bint _SHARED_FLAG = PY_VERSION_HEX < 0x030D0000
+
+cdef dict _armed = {}    # ident -> the Receipt whose carrier is in that thread's slot
+cdef dict _queued = {}   # ident -> list of Receipts waiting for the slot, oldest first
+cdef dict _active = threading._active   # threading's own registry: ident -> Thread
+cdef str _WATCH_KEY = "hardstop._hardstop.watch"
+cdef double _POLL = 0.1  # seconds between re-arm attempts while a receipt waits
+
+
+cdef class Receipt:
+    """What became of one request made by ``hardstop.interrupt()``.
+
+    ``status`` is ``"pending"`` (armed or queued, not yet raised), then exactly one
+    of ``"delivered"`` (raised in the target), ``"cancelled"`` (withdrawn by
+    ``cancel()``: nothing is ever raised for it) or ``"undelivered"`` (the target
+    ended first, or could no longer be armed; ``reason`` says which).
+    """
+    cdef readonly object thread
+    cdef readonly unsigned long ident
+    cdef readonly object exception
+    cdef readonly str reason
+    cdef object _carrier
+    cdef str _status
+    cdef object _done   # a lock held until the receipt is final; made by wait()
+
+    def __init__(self):
+        raise TypeError("Receipt objects are made by hardstop.interrupt(), not directly.")
+
+    @property
+    def status(self):
+        """``"pending"``, ``"delivered"``, ``"cancelled"`` or ``"undelivered"``."""
+        return self._status
+
+    @property
+    def delivered(self):
+        """True once the exception has been raised in the target."""
+        return self._status is DELIVERED
+
+    def __repr__(self):
+        return f"<hardstop.Receipt {self._status} {self.exception!r} -> thread {self.ident}>"
+
+    def cancel(self):
+        """Withdraw the request if it has not been raised yet.
+
+        Returns True when withdrawn: nothing is ever raised for it afterwards.
+        Returns False when it was already raised, is being raised right now, or
+        had ended otherwise.
+        """
+        if self._status is not PENDING:
+            return False
+        queue = _queued.get(self.ident)
+        if queue is not None and self in queue:
+            queue.remove(self)
+            if not queue:
+                del _queued[self.ident]
+            _finish(self, CANCELLED, None)
+            return True
+        if _armed.get(self.ident) is not self or not _disarm(self.ident, self._carrier):
+            return False   # the target has taken it from the slot: it is being raised
+        del _armed[self.ident]
+        _finish(self, CANCELLED, None)
+        _arm_next(self.ident)
+        if _SHARED_FLAG:
+            _reset_shared_flag()
+        return True
+
+    def wait(self, timeout=None):
+        """Block until the exception has been raised in the target.
+
+        Returns True once delivered; False when ``timeout`` seconds passed first or
+        the receipt ended otherwise (cancelled, undelivered). ``None`` waits for as
+        long as it takes; a negative timeout only looks.
+        """
+        cdef double remaining = _timeout_seconds(timeout)
+        cdef double chunk
+        if self._status is not PENDING:
+            return self._status is DELIVERED
+        if timeout is None and self.ident == PyThread_get_thread_ident():
+            raise RuntimeError(
+                f"thread {self.ident} would wait forever for an interrupt aimed at itself: "
+                "it can only be raised once this thread runs Python code again."
+            )
+        if self._done is None:
+            self._done = allocate_lock()
+            self._done.acquire()
+        clock = _monotonic
+        end = clock() + remaining
+        while self._status is PENDING:
+            chunk = _POLL if remaining > _POLL else remaining
+            if chunk > 0 and self._done.acquire(True, chunk):
+                self._done.release()   # hand the wake-up on to any other waiter
+                break
+            _arm_next(self.ident)      # retries a queued request that could not be armed yet
+            remaining = end - clock()
+            if remaining <= 0:
+                break
+        return self._status is DELIVERED
+
+
+from time import monotonic as _monotonic
+
+cdef double _timeout_seconds(object timeout) except? -1.0:
+    cdef double value
+    if timeout is None:
+        return float("inf")
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f"timeout must be a number of seconds or None, not {timeout!r}")
+    value = timeout
+    if value != value:
+        raise ValueError(f"timeout must be a number of seconds or None, not {timeout!r}")
+    return value if value > 0 else 0.0
+
+
+cdef void _finish(Receipt receipt, str status, str reason):
+    receipt._status = status
+    receipt.reason = reason
+    if receipt._done is not None:
+        receipt._done.release()
+
+
+cdef int _count_states(unsigned long ident, PyThreadState **found) noexcept:
+    """How many thread states of this interpreter carry ``ident``; the last in ``found``."""
+    cdef PyThreadState *ts = PyInterpreterState_ThreadHead(PyInterpreterState_Get())
+    cdef int n = 0
+    while ts != NULL:
+        if ts.thread_id == ident:
+            n += 1
+            found[0] = ts
+        ts = PyThreadState_Next(ts)
+    return n
+
+
+def count_thread_states(unsigned long ident):
+    """How many thread states of this interpreter carry ``ident`` (for diagnostics)."""
+    cdef PyThreadState *ts = NULL
+    return _count_states(ident, &ts)
+
+
+cdef bint _disarm(unsigned long ident, object carrier) noexcept:
+    """Empty the slot of the thread ``ident`` if it still holds ``carrier``."""
+    cdef PyThreadState *ts = PyInterpreterState_ThreadHead(PyInterpreterState_Get())
+    cdef PyObject *held
+    while ts != NULL:
+        if ts.thread_id == ident and ts.async_exc == <PyObject *>carrier:
+            held = ts.async_exc
+            ts.async_exc = NULL
+            Py_DECREF(<object>held)
+            return True
+        ts = PyThreadState_Next(ts)
+    return False
+
+
+cdef class _ThreadWatch:
+    """Kept in a target's thread-state dict; CPython drops it as the thread ends.
+
+    ``PyThreadState_Clear`` clears that dict in the ending thread, with the GIL,
+    before the ident can be reused: requests still pending then never were raised.
+    """
+    cdef unsigned long ident
+
+    def __dealloc__(self):
+        if self.ident and _armed is not None:
+            _thread_ended(self.ident)
+
+
+cdef void _thread_ended(unsigned long ident):
+    cdef Receipt receipt
+    pending = _queued.pop(ident, [])
+    armed = _armed.pop(ident, None)
+    if armed is not None:
+        pending.insert(0, armed)
+    for receipt in pending:
+        _finish(receipt, UNDELIVERED, "the thread ended before it raised this exception")
+
+
+cdef int _watch(PyThreadState *ts, unsigned long ident) except -1:
+    cdef _ThreadWatch watch
+    if ts.dict == NULL:
+        ts.dict = PyDict_New()   # what PyThreadState_GetDict does for its own thread
+        if ts.dict == NULL:
+            return -1
+    states = <dict>ts.dict
+    old = states.get(_WATCH_KEY)
+    if old is not None and (<_ThreadWatch>old).ident == ident:
+        return 0
+    if old is not None:
+        (<_ThreadWatch>old).ident = 0   # the state changed ident: the old watch means nothing
+    watch = _ThreadWatch.__new__(_ThreadWatch)
+    watch.ident = ident
+    states[_WATCH_KEY] = watch
+    return 0
+
+
+cdef PyThreadState *_only_state(unsigned long ident) except NULL:
+    cdef PyThreadState *ts = NULL
+    cdef int n = _count_states(ident, &ts)
+    if n == 1:
+        return ts
+    if n == 0:
+        raise ThreadNotFound(f"No live thread of this interpreter has ident {ident}.")
+    raise AmbiguousThread(
+        f"{n} thread states of this interpreter carry ident {ident}, so CPython could arm an idle one: "
+        "refused (on 3.10/3.11 this happens while that thread is starting another one)."
+    )
+
+
+cdef int _arm(Receipt receipt, PyThreadState *ts) except -1:
+    _watch(ts, receipt.ident)
+    if PyThreadState_SetAsyncExc(receipt.ident, <PyObject *>receipt._carrier) != 1:
+        _disarm(receipt.ident, receipt._carrier)
+        raise ThreadNotFound(f"Thread {receipt.ident} vanished while it was being armed.")
+    _armed[receipt.ident] = receipt
+    return 0
+
+
+cdef void _arm_next(unsigned long ident):
+    """Arm the oldest queued request for ``ident`` if its slot is free of ours."""
+    cdef Receipt receipt
+    cdef PyThreadState *ts = NULL
+    if ident in _armed:
+        return
+    queue = _queued.get(ident)
+    while queue:
+        n = _count_states(ident, &ts)
+        if n > 1:
+            return   # a twin is present (3.10/3.11: a thread being started); wait() retries
+        receipt = queue.pop(0)
+        if not queue:
+            del _queued[ident]
+        if n == 0:
+            _finish(receipt, UNDELIVERED, "the thread ended before it raised this exception")
+            continue
+        try:
+            _arm(receipt, ts)
+            return
+        except Exception as error:
+            _finish(receipt, UNDELIVERED, str(error))
+
+
+cdef void _resignal_armed():
+    """3.10-3.12: raise the shared flag again for requests still armed elsewhere."""
+    cdef Receipt receipt
+    cdef PyThreadState *ts = NULL
+    for receipt in list(_armed.values()):
+        if _count_states(receipt.ident, &ts) == 1 and ts.async_exc == <PyObject *>receipt._carrier:
+            PyThreadState_SetAsyncExc(receipt.ident, <PyObject *>receipt._carrier)
+            return
+
+
+class _ResetFlag(BaseException):
+    """Raised in the calling thread only to make CPython reset its shared flag."""
+
+
+cdef object _consume_reset = None
+
+cdef void _reset_shared_flag():
+    """3.10-3.12: after a withdrawal, raise and catch a private exception in this
+    thread, the only way to clear the interpreter-wide flag; skipped while any
+    slot of this interpreter is armed, since that request needs the flag."""
+    cdef PyThreadState *ts = PyInterpreterState_ThreadHead(PyInterpreterState_Get())
+    while ts != NULL:
+        if ts.async_exc != NULL:
+            return
+        ts = PyThreadState_Next(ts)
+    _consume_reset(_arm_reset, _ResetFlag)
+    if _armed:
+        _resignal_armed()
+
+
+def _arm_reset():
+    PyThreadState_SetAsyncExc(PyThread_get_thread_ident(), <PyObject *>_ResetFlag)
+
+
+# The flag is only checked by bytecode, so the reset needs a few instructions of it.
+_namespace = {}
+exec(
+    "def consume(arm, kind):\n"
+    "    try:\n"
+    "        arm()\n"
+    "        for _ in (0, 1, 2):\n"
+    "            pass\n"
+    "    except kind:\n"
+    "        pass\n",
+    _namespace,
+)
+_consume_reset = _namespace.pop("consume")
+
+
+def deliver(cls, *args):
+    """``__new__`` of every carrier class: runs in the target as it raises."""
+    cdef unsigned long ident = PyThread_get_thread_ident()
+    cdef Receipt receipt
+    candidate = _armed.get(ident)
+    # Ours only if the slot was just emptied by the interpreter; otherwise the
+    # carrier was called directly (e.g. `raise sys.exc_info()[0]` on 3.10).
+    if candidate is None or (<Receipt>candidate)._carrier is not cls or PyThreadState_Get().async_exc != NULL:
+        base = cls.__base__
+        return base(*args)
+    receipt = candidate
+    del _armed[ident]
+    _finish(receipt, DELIVERED, None)
+    _arm_next(ident)
+    if _SHARED_FLAG and ident not in _armed:
+        _resignal_armed()   # CPython has just reset the flag other armed threads need
+    return receipt.exception
+
+
+def arm(object thread, unsigned long ident, object exc, object carrier):
+    """Check the target and arm (or queue) ``exc`` for it, in one step under the GIL.
+
+    ``thread`` is the ``threading.Thread`` the caller named, or None for a bare
+    ident. ``carrier`` is the carrier class of ``type(exc)``. Returns a Receipt.
+    """
+    cdef PyThreadState *ts
+    cdef Receipt receipt
+    if thread is not None:
+        owner = _active.get(ident)
+        if owner is not thread:
+            if owner is None:
+                raise ThreadNotFound(f"{thread!r} is not running: it has finished.")
+            raise ThreadNotFound(f"{thread!r} has finished: its ident {ident} now belongs to {owner!r}.")
+    ts = _only_state(ident)
+    receipt = Receipt.__new__(Receipt)
+    receipt.thread = thread if thread is not None else _active.get(ident)
+    receipt.ident = ident
+    receipt.exception = exc
+    receipt._carrier = carrier
+    receipt._status = PENDING
+    if ident in _armed:
+        _queued.setdefault(ident, []).append(receipt)
+    else:
+        _arm(receipt, ts)
+    return receipt
+
+
+def pending_count(unsigned long ident):
+    """How many requests of hardstop's are pending for ``ident`` (armed or queued)."""
+    return (ident in _armed) + len(_queued.get(ident, ()))
+
+
+def slot_is_empty(unsigned long ident):
+    """True when no thread state carrying ``ident`` has anything in its slot."""
+    cdef PyThreadState *ts = PyInterpreterState_ThreadHead(PyInterpreterState_Get())
+    while ts != NULL:
+        if ts.thread_id == ident and ts.async_exc != NULL:
+            return False
+        ts = PyThreadState_Next(ts)
+    return True
+
+
+# ---- The C API (hardstop.h): a versioned capsule of functions that take the GIL.
+
+cdef object _interrupt = None   # hardstop._interrupt.interrupt, bound by that module
+
+
+def _bind_interrupt(func):
+    global _interrupt
+    _interrupt = func
+
+
+cdef int _failure(BaseException error, bint caller_held_gil) noexcept:
+    """Map an exception to a C API code; leave it set only if the caller holds the GIL."""
+    cdef int code = HARDSTOP_ERROR
+    if isinstance(error, ThreadNotFound):
+        code = HARDSTOP_NOT_FOUND
+    elif isinstance(error, AmbiguousThread):
+        code = HARDSTOP_AMBIGUOUS
+    elif isinstance(error, (TypeError, ValueError)):
+        code = HARDSTOP_INVALID
+    if caller_held_gil:
+        PyErr_SetObject(type(error), error)
+    return code
+
+
+cdef int _capi_interrupt_gil(unsigned long ident, object exc, PyObject **out, bint held) noexcept:
+    try:
+        receipt = _interrupt(ident, exc)
+    except BaseException as error:
+        return _failure(error, held)
+    if out != NULL:
+        Py_INCREF(receipt)
+        out[0] = <PyObject *>receipt
+    return 0
+
+
+cdef int _capi_interrupt(unsigned long ident, PyObject *exc, PyObject **out) noexcept nogil:
+    cdef bint held = PyGILState_Check()
+    cdef int code
+    with gil:
+        code = _capi_interrupt_gil(ident, <object>exc if exc != NULL else Interrupted, out, held)
+    return code
+
+
+cdef int _capi_cancel_gil(object receipt, bint held) noexcept:
+    try:
+        return 1 if (<Receipt?>receipt).cancel() else 0
+    except BaseException as error:
+        return _failure(error, held)
+
+
+cdef int _capi_cancel(PyObject *receipt) noexcept nogil:
+    cdef bint held = PyGILState_Check()
+    cdef int code
+    with gil:
+        code = _capi_cancel_gil(<object>receipt, held)
+    return code
+
+
+cdef int _capi_wait_gil(object receipt, double timeout, bint held) noexcept:
+    try:
+        return 1 if (<Receipt?>receipt).wait(None if timeout < 0 else timeout) else 0
+    except BaseException as error:
+        return _failure(error, held)
+
+
+cdef int _capi_wait(PyObject *receipt, double timeout) noexcept nogil:
+    cdef bint held = PyGILState_Check()
+    cdef int code
+    with gil:
+        code = _capi_wait_gil(<object>receipt, timeout, held)
+    return code
+
+
+cdef Hardstop_CAPI _capi
+_capi.version = HARDSTOP_CAPI_VERSION
+_capi.interrupt_ident = _capi_interrupt
+_capi.cancel = _capi_cancel
+_capi.wait = _capi_wait
+_C_API = PyCapsule_New(<void *>&_capi, HARDSTOP_CAPSULE_NAME, NULL)

@@ -1,0 +1,38 @@
+"""Declares hardstop's one extension; everything else is in pyproject.toml.
+
+HARDSTOP_DEBUG=1 builds it with -O0 -g -Wall and Cython's line tracing off, for gdb.
+HARDSTOP_SANITIZE=address,undefined adds clang/gcc sanitizers (see docs).
+"""
+
+import os
+import sys
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+debug = os.environ.get("HARDSTOP_DEBUG") == "1"
+sanitize = os.environ.get("HARDSTOP_SANITIZE", "")
+
+compile_args, link_args = [], []
+if sys.platform != "win32":
+    compile_args += ["-O0", "-g", "-Wall"] if debug else ["-O2"]
+    if sanitize:
+        compile_args += [f"-fsanitize={sanitize}", "-fno-omit-frame-pointer"]
+        link_args += [f"-fsanitize={sanitize}"]
+
+extension = Extension(
+    "hardstop._hardstop",
+    sources=["ext/_hardstop.pyx"],
+    include_dirs=["src/hardstop/include"],
+    extra_compile_args=compile_args,
+    extra_link_args=link_args,
+)
+
+setup(
+    ext_modules=cythonize(
+        [extension],
+        include_path=["src"],  # so Cython finds src/hardstop/*.pxd beside the package
+        compiler_directives={"language_level": "3"},
+        gdb_debug=debug,
+    ),
+)

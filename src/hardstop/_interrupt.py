@@ -1,0 +1,87 @@
+"""``interrupt()``: validate the exception, find its carrier, arm or queue it.
+
+The extension does the part that must be indivisible (check the target, arm the
+slot, keep the receipt); this module does the part that may run Python code
+(building the exception, making the carrier class) before that step.
+
+Several requests aimed at one thread form a queue: one is armed at a time, the
+next as soon as the previous one has been raised or withdrawn, so each request
+is raised once, in order, or ends cancelled or undelivered. A thread that is
+interrupted twice sees the second exception as soon as it runs Python code after
+the first was raised (typically inside the handler of the first).
+"""
+
+from __future__ import annotations
+
+import time
+
+from hardstop import _hardstop
+from hardstop._errors import AmbiguousThread, Interrupted
+from hardstop._hardstop import Receipt
+from hardstop._targets import resolve
+
+# One carrier per exception type, kept for the life of the process (a class is
+# small, and creating one per request would cost more than the whole request).
+_carriers: dict[type, type] = {}
+
+# On 3.10/3.11 a thread that is starting another one shares its ident with the
+# child's pre-allocated thread state for a moment; waiting that out beats a refusal.
+_AMBIGUITY_PATIENCE = 0.1
+
+
+def _exception_instance(exc: object) -> BaseException:
+    if isinstance(exc, BaseException):
+        return exc
+    if isinstance(exc, type) and issubclass(exc, BaseException):
+        try:
+            return exc()
+        except Exception as error:
+            raise TypeError(
+                f"{exc.__qualname__} cannot be created without arguments ({error}): pass an instance instead."
+            ) from error
+    raise TypeError(f"The exception must be a BaseException subclass or instance, not {type(exc).__name__} {exc!r}.")
+
+
+def _carrier_for(kind: type) -> type:
+    carrier = _carriers.get(kind)
+    if carrier is None:
+        namespace = {
+            "__new__": staticmethod(_hardstop.deliver),
+            "__module__": kind.__module__,
+            "__qualname__": kind.__qualname__,
+            "__slots__": (),
+        }
+        try:
+            carrier = type(kind)(kind.__name__, (kind,), namespace)
+        except TypeError as error:
+            raise TypeError(f"{kind.__qualname__} cannot be raised in another thread: {error}.") from error
+        carrier = _carriers.setdefault(kind, carrier)
+    return carrier
+
+
+def interrupt(thread: object, exc: object = Interrupted) -> Receipt:
+    """Raise ``exc`` in ``thread`` as soon as it runs Python code; return a Receipt.
+
+    ``thread`` is a ``threading.Thread`` (checked to be running and to still own
+    its ident when the exception is armed) or an int ident (whichever live thread
+    of this interpreter has that ident now). ``exc`` is an exception class
+    (instantiated here, without arguments) or an instance, raised as that very
+    object. Raises ``ThreadNotFound``, ``AmbiguousThread`` or ``TypeError``;
+    after a refusal nothing is pending.
+    """
+    target, ident = resolve(thread)
+    instance = _exception_instance(exc)
+    carrier = _carrier_for(type(instance))
+    give_up = None
+    while True:
+        try:
+            return _hardstop.arm(target, ident, instance, carrier)
+        except AmbiguousThread:
+            now = time.monotonic()
+            give_up = give_up or now + _AMBIGUITY_PATIENCE
+            if now >= give_up:
+                raise
+            time.sleep(0.001)
+
+
+_hardstop._bind_interrupt(interrupt)
