@@ -18,10 +18,14 @@ that slot safely:
   exception type). ``deliver`` runs in the target at the moment of raising, so it
   is also the only exact "delivered" signal there is.
 * **One slot, many requests.** We keep one armed request per thread and queue the
-  rest in order; the next is armed as soon as the previous one has been raised
-  or withdrawn. A carrier class is shared by every request of one exception type,
-  so which request is being raised is known from ``_armed[ident]``, never from
-  the class.
+  rest in order. The next is armed once the previous one was withdrawn, or was
+  raised *and* the target is no longer handling it (it is not on the thread's
+  stack of exceptions being handled): as Haskell masks asynchronous exceptions
+  inside handlers, an ``except``/``finally`` block that handles one of ours is
+  never cut short by the next. The "pump" (``pump()``, run by a helper thread
+  only while something is queued) does that check. A carrier class is shared by
+  every request of one exception type, so which request is being raised is known
+  from ``_armed[ident]``, never from the class.
 
 Why the receipt state machine lives here and not in Python: arming, withdrawing
 and delivering must each be one indivisible step. Code compiled here runs under
@@ -50,10 +54,14 @@ from hardstop._errors import AmbiguousThread, Interrupted, ThreadNotFound
 cdef extern from "Python.h":
     ctypedef struct PyInterpreterState:
         pass
+    ctypedef struct _PyErr_StackItem:
+        PyObject *exc_value
+        _PyErr_StackItem *previous_item
     ctypedef struct PyThreadState:
         PyObject *dict
         PyObject *async_exc
         unsigned long thread_id
+        _PyErr_StackItem *exc_info
     int PY_VERSION_HEX
     PyInterpreterState *PyInterpreterState_Get()
     PyThreadState *PyInterpreterState_ThreadHead(PyInterpreterState *)
@@ -93,9 +101,10 @@ cdef bint _SHARED_FLAG = PY_VERSION_HEX < 0x030D0000
 
 cdef dict _armed = {}    # ident -> the Receipt whose carrier is in that thread's slot
 cdef dict _queued = {}   # ident -> list of Receipts waiting for the slot, oldest first
+cdef dict _handling = {} # ident -> the exception of ours it raised last, while others queue
+cdef bint _pump_running = False
 cdef dict _active = threading._active   # threading's own registry: ident -> Thread
 cdef str _WATCH_KEY = "hardstop._hardstop.watch"
-cdef double _POLL = 0.1  # seconds between re-arm attempts while a receipt waits
 
 
 cdef class Receipt:
@@ -162,33 +171,21 @@ cdef class Receipt:
         the receipt ended otherwise (cancelled, undelivered). ``None`` waits for as
         long as it takes; a negative timeout only looks.
         """
-        cdef double remaining = _timeout_seconds(timeout)
-        cdef double chunk
-        if self._status is not PENDING:
+        cdef double seconds = _timeout_seconds(timeout)
+        if self._status is not PENDING or seconds == 0:
             return self._status is DELIVERED
-        if timeout is None and self.ident == PyThread_get_thread_ident():
-            raise RuntimeError(
-                f"thread {self.ident} would wait forever for an interrupt aimed at itself: "
-                "it can only be raised once this thread runs Python code again."
-            )
         if self._done is None:
             self._done = allocate_lock()
             self._done.acquire()
-        clock = _monotonic
-        end = clock() + remaining
-        while self._status is PENDING:
-            chunk = _POLL if remaining > _POLL else remaining
-            if chunk > 0 and self._done.acquire(True, chunk):
-                self._done.release()   # hand the wake-up on to any other waiter
-                break
-            _arm_next(self.ident)      # retries a queued request that could not be armed yet
-            remaining = end - clock()
-            if remaining <= 0:
-                break
+        # lock.acquire takes -1 for "forever" and refuses timeouts past PY_TIMEOUT_MAX.
+        while not self._done.acquire(True, -1 if seconds > _LONGEST_WAIT else seconds):
+            if seconds <= _LONGEST_WAIT:
+                return False
+        self._done.release()   # hand the wake-up on to any other waiter
         return self._status is DELIVERED
 
 
-from time import monotonic as _monotonic
+from _thread import TIMEOUT_MAX as _LONGEST_WAIT
 
 cdef double _timeout_seconds(object timeout) except? -1.0:
     cdef double value
@@ -221,10 +218,17 @@ cdef int _count_states(unsigned long ident, PyThreadState **found) noexcept:
     return n
 
 
-def count_thread_states(unsigned long ident):
-    """How many thread states of this interpreter carry ``ident`` (for diagnostics)."""
-    cdef PyThreadState *ts = NULL
-    return _count_states(ident, &ts)
+def thread_idents():
+    """The ident of every thread state of this interpreter, newest first.
+
+    Unlike ``sys._current_frames()``, this includes threads with no Python frame.
+    """
+    cdef PyThreadState *ts = PyInterpreterState_ThreadHead(PyInterpreterState_Get())
+    idents = []
+    while ts != NULL:
+        idents.append(ts.thread_id)
+        ts = PyThreadState_Next(ts)
+    return idents
 
 
 cdef bint _disarm(unsigned long ident, object carrier) noexcept:
@@ -258,6 +262,7 @@ cdef void _thread_ended(unsigned long ident):
     cdef Receipt receipt
     pending = _queued.pop(ident, [])
     armed = _armed.pop(ident, None)
+    _handling.pop(ident, None)
     if armed is not None:
         pending.insert(0, armed)
     for receipt in pending:
@@ -304,8 +309,19 @@ cdef int _arm(Receipt receipt, PyThreadState *ts) except -1:
     return 0
 
 
+cdef bint _is_handling(PyThreadState *ts, object exc) noexcept:
+    """Is ``exc`` on the thread's stack of exceptions being handled (except/finally)?"""
+    cdef _PyErr_StackItem *item = ts.exc_info
+    while item != NULL:
+        if item.exc_value == <PyObject *>exc:
+            return True
+        item = item.previous_item
+    return False
+
+
 cdef void _arm_next(unsigned long ident):
-    """Arm the oldest queued request for ``ident`` if its slot is free of ours."""
+    """Arm the oldest queued request for ``ident``, unless one of ours is armed there
+    or the thread is still handling the last one it raised."""
     cdef Receipt receipt
     cdef PyThreadState *ts = NULL
     if ident in _armed:
@@ -314,7 +330,11 @@ cdef void _arm_next(unsigned long ident):
     while queue:
         n = _count_states(ident, &ts)
         if n > 1:
-            return   # a twin is present (3.10/3.11: a thread being started); wait() retries
+            return   # a twin is present (3.10/3.11: a thread being started); the pump retries
+        if n == 1 and ident in _handling:
+            if _is_handling(ts, _handling[ident]):
+                return   # the pump retries once the handler is done
+            del _handling[ident]
         receipt = queue.pop(0)
         if not queue:
             del _queued[ident]
@@ -390,10 +410,40 @@ def deliver(cls, *args):
     receipt = candidate
     del _armed[ident]
     _finish(receipt, DELIVERED, None)
-    _arm_next(ident)
-    if _SHARED_FLAG and ident not in _armed:
+    if ident in _queued:
+        _handling[ident] = receipt.exception   # the next waits until this one is handled
+    if _SHARED_FLAG and _armed:
         _resignal_armed()   # CPython has just reset the flag other armed threads need
     return receipt.exception
+
+
+def pump():
+    """Arm what can be armed now; True while requests are still queued.
+
+    Called by the pump thread; when it returns False that thread must end, and
+    ``claim_pump()`` will let the next queued request start a new one.
+    """
+    global _pump_running
+    for ident in list(_queued):
+        _arm_next(ident)
+    if not _queued:
+        _pump_running = False
+    return _pump_running
+
+
+def claim_pump():
+    """True if the caller must start a pump thread (something is queued, none runs)."""
+    global _pump_running
+    if _pump_running or not _queued:
+        return False
+    _pump_running = True
+    return True
+
+
+def release_pump():
+    """Undo ``claim_pump()`` when the pump thread could not be started."""
+    global _pump_running
+    _pump_running = False
 
 
 def arm(object thread, unsigned long ident, object exc, object carrier):

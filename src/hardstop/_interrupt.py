@@ -4,15 +4,17 @@ The extension does the part that must be indivisible (check the target, arm the
 slot, keep the receipt); this module does the part that may run Python code
 (building the exception, making the carrier class) before that step.
 
-Several requests aimed at one thread form a queue: one is armed at a time, the
-next as soon as the previous one has been raised or withdrawn, so each request
-is raised once, in order, or ends cancelled or undelivered. A thread that is
-interrupted twice sees the second exception as soon as it runs Python code after
-the first was raised (typically inside the handler of the first).
+Several requests aimed at one thread form a queue: one is armed at a time, so
+each request is raised once, in order, or ends cancelled or undelivered. The
+next is armed when the previous one was withdrawn, or was raised and the target
+has left every ``except``/``finally`` block handling it: a handler of ours is
+never cut short by the next request. A helper thread ("hardstop-pump") checks
+for that every millisecond, and runs only while something is queued.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 
 from hardstop import _hardstop
@@ -27,6 +29,7 @@ _carriers: dict[type, type] = {}
 # On 3.10/3.11 a thread that is starting another one shares its ident with the
 # child's pre-allocated thread state for a moment; waiting that out beats a refusal.
 _AMBIGUITY_PATIENCE = 0.1
+_PUMP_INTERVAL = 0.001
 
 
 def _exception_instance(exc: object) -> BaseException:
@@ -75,13 +78,30 @@ def interrupt(thread: object, exc: object = Interrupted) -> Receipt:
     give_up = None
     while True:
         try:
-            return _hardstop.arm(target, ident, instance, carrier)
+            receipt = _hardstop.arm(target, ident, instance, carrier)
+            break
         except AmbiguousThread:
             now = time.monotonic()
             give_up = give_up or now + _AMBIGUITY_PATIENCE
             if now >= give_up:
                 raise
             time.sleep(0.001)
+    if _hardstop.claim_pump():
+        _start_pump()
+    return receipt
+
+
+def _pump() -> None:
+    while _hardstop.pump():
+        time.sleep(_PUMP_INTERVAL)
+
+
+def _start_pump() -> None:
+    try:
+        threading.Thread(target=_pump, name="hardstop-pump", daemon=True).start()
+    except BaseException:
+        _hardstop.release_pump()
+        raise
 
 
 _hardstop._bind_interrupt(interrupt)

@@ -1,0 +1,103 @@
+"""Shared helpers: threads that spin or block in known ways, with Event handshakes.
+
+Loops live in called functions (``spin``), never in the frame whose ``try``
+must catch the interrupt: on 3.11-3.14 an exception raised at a loop's back-edge
+can escape a handler in the same frame (a CPython bug, see docs/known-issues).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from hardstop import _hardstop
+
+WAIT = 10.0  # generous bound for anything that should happen "at once"
+HERE = Path(__file__).parent
+
+
+def spin(stop: threading.Event, limit: float = WAIT) -> int:
+    """Run pure-Python bytecode until ``stop`` is set (or ``limit`` seconds pass)."""
+    end = time.monotonic() + limit
+    n = 0
+    while not stop.is_set() and time.monotonic() < end:
+        n += 1
+    return n
+
+
+class Target:
+    """A thread that runs ``body`` repeatedly, recording every exception it raises.
+
+    ``wanted`` is how many exceptions to collect before the thread ends on its
+    own; ``stop`` ends it early.
+    """
+
+    def __init__(self, body=None, wanted: int = 1, name: str = "target") -> None:
+        self.stop = threading.Event()
+        self.ready = threading.Event()
+        self.caught: list[BaseException] = []
+        self.finished_normally = False
+        self._body = body or (lambda: spin(self.stop))
+        self._wanted = wanted
+        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def _run(self) -> None:
+        self.ready.set()
+        while len(self.caught) < self._wanted and not self.stop.is_set():
+            try:
+                self._body()
+            except BaseException as error:  # noqa: BLE001 - recording is the point
+                self.caught.append(error)
+        self.finished_normally = True
+
+    def __enter__(self) -> Target:
+        self.thread.start()
+        assert self.ready.wait(WAIT)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop.set()
+        self.thread.join(WAIT)
+        assert not self.thread.is_alive(), "the target thread did not end"
+
+
+def assert_nothing_pending(ident: int) -> None:
+    """Nothing of hardstop's and nothing in CPython's slot is waiting for ``ident``."""
+    assert _hardstop.pending_count(ident) == 0
+    assert _hardstop.slot_is_empty(ident)
+
+
+def assert_runs_on_untouched(target: Target, seconds: float = 0.3) -> None:
+    """Let the target run Python code for a while: nothing may land in it."""
+    before = len(target.caught)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert target.thread.is_alive()
+    assert target.caught[before:] == []
+
+
+@pytest.fixture(scope="session")
+def native(tmp_path_factory):
+    """Build the test-only extensions (a C consumer of hardstop.h, with twin
+    thread states, and a Cython consumer of hardstop.pxd) against the installed
+    package, in a subprocess, and import them."""
+    out = tmp_path_factory.mktemp("native")
+    result = subprocess.run(
+        [sys.executable, str(HERE / "native" / "setup.py"), "build_ext", "--build-lib", str(out),
+         "--build-temp", str(out / "tmp")],
+        cwd=HERE / "native", capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    sys.path.insert(0, str(out))
+    try:
+        import hardstop_cyconsumer
+        import hardstop_testext
+    finally:
+        sys.path.remove(str(out))
+    return hardstop_testext, hardstop_cyconsumer

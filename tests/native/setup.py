@@ -1,0 +1,18 @@
+"""Builds the test-only extensions against the *installed* hardstop (used by conftest)."""
+
+import hardstop
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+include = [hardstop.get_include()]
+setup(
+    name="hardstop-test-extensions",
+    ext_modules=[
+        Extension("hardstop_testext", ["hardstop_testext.c"], include_dirs=include),
+        *cythonize(
+            [Extension("hardstop_cyconsumer", ["hardstop_cyconsumer.pyx"], include_dirs=include)],
+            compiler_directives={"language_level": "3"},
+            quiet=True,
+        ),
+    ],
+)
