@@ -1,0 +1,142 @@
+"""``python -m hardstop``: what this interpreter supports, then a live demonstration.
+
+Every row of the demonstration is measured as it runs: a thread is put in a
+known state, interrupted, and given a bound to raise. What did not stop is said
+so, its request is withdrawn (so nothing lands later) and the thread is released.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import threading
+import time
+from collections.abc import Callable
+
+import hardstop
+
+BOUND = 1.0  # seconds a stuck thread is given to raise
+
+
+def _scenarios(release: threading.Event, lock: threading.Lock) -> list[tuple[str, Callable[[], object]]]:
+    """Ways for a worker thread to be stuck; each ends by itself once released."""
+
+    def loop() -> None:
+        while not release.is_set():
+            pass
+
+    def acquire() -> None:
+        if lock.acquire(timeout=BOUND * 3):
+            lock.release()
+
+    return [
+        ("pure-Python loop", loop),
+        ("threading.Event.wait()", lambda: release.wait(BOUND * 3)),
+        ("time.sleep()", lambda: time.sleep(BOUND * 1.5)),
+        ("Lock.acquire()", acquire),
+    ]
+
+
+def _measure(name: str, body: Callable[[], object]) -> tuple[str, str, str, str]:
+    started = threading.Event()
+    outcome: list[str] = []
+
+    def run() -> None:
+        started.set()
+        try:
+            body()
+            outcome.append("returned")
+        except hardstop.Interrupted:
+            outcome.append("interrupted")
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
+    started.wait(BOUND)
+    time.sleep(0.05)  # let it settle into the state being shown
+    t0 = time.perf_counter()
+    receipt = hardstop.interrupt(thread)
+    delivered = receipt.wait(BOUND)
+    elapsed = time.perf_counter() - t0
+    if delivered:
+        return name, "stopped", f"{elapsed * 1e3:.2f} ms", ""
+    withdrawn = receipt.cancel()
+    note = "blocked in C: CPython raises only when it runs Python code"
+    if not withdrawn:
+        note += " (raised late)"
+    return name, "NOT stopped", f"> {BOUND:.1f} s", note
+
+
+def _main_thread_row() -> tuple[str, str, str, str]:
+    main = threading.current_thread()
+    ready = threading.Event()
+    times: list[float] = []
+
+    def interrupter() -> None:
+        ready.wait(BOUND)
+        times.append(time.perf_counter())
+        hardstop.interrupt(main)
+
+    helper = threading.Thread(target=interrupter, daemon=True)
+    helper.start()
+    end = time.monotonic() + BOUND
+    try:
+        ready.set()
+        _spin_until(end)
+    except hardstop.Interrupted:
+        elapsed = time.perf_counter() - times[0]
+        helper.join(BOUND)
+        return "pure-Python loop, main thread", "stopped", f"{elapsed * 1e3:.2f} ms", ""
+    helper.join(BOUND)
+    return "pure-Python loop, main thread", "NOT stopped", f"> {BOUND:.1f} s", ""
+
+
+def _spin_until(end: float) -> None:
+    while time.monotonic() < end:
+        pass
+
+
+def _table(rows: list[tuple[str, ...]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+def describe() -> str:
+    from hardstop import _hardstop
+
+    return "\n".join([
+        f"hardstop {hardstop.__version__}",
+        f"Python {platform.python_version()} ({platform.python_implementation()}) on {platform.system()} "
+        f"{platform.machine()}",
+        f"extension: {_hardstop.__file__}",
+        "raised at once: pure-Python code, in any thread, including the main thread and the caller itself",
+        "not woken in this version: threads blocked in C (sleep, lock and event waits, I/O); "
+        "their requests stay pending and can be withdrawn",
+    ])
+
+
+def demo() -> str:
+    release = threading.Event()
+    lock = threading.Lock()
+    lock.acquire()
+    rows = [("thread stuck in", "result", "time to stop", "why")]
+    try:
+        rows.extend(_measure(name, body) for name, body in _scenarios(release, lock))
+        rows.append(_main_thread_row())
+    finally:
+        release.set()
+        lock.release()
+    return _table(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m hardstop", description=__doc__.splitlines()[0])
+    parser.add_argument("--no-demo", action="store_true", help="only print what this interpreter supports")
+    args = parser.parse_args(argv)
+    print(describe())
+    if not args.no_demo:
+        print()
+        print(demo())
+    return 0

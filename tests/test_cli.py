@@ -1,0 +1,27 @@
+"""``python -m hardstop``: the newcomer's first command."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+
+def test_python_m_hardstop_describes_the_interpreter_and_measures_each_case() -> None:
+    result = subprocess.run([sys.executable, "-m", "hardstop"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""  # no traceback, no "Exception in thread"
+    out = result.stdout
+    assert f"Python {sys.version.split()[0]}" in out
+    assert re.search(r"^pure-Python loop +stopped +\d+\.\d\d ms$", out, re.M)
+    assert re.search(r"^pure-Python loop, main thread +stopped +\d+\.\d\d ms$", out, re.M)
+    for stuck in ("threading.Event.wait()", "time.sleep()", "Lock.acquire()"):
+        assert re.search(rf"^{re.escape(stuck)} +NOT stopped +> 1\.0 s +blocked in C", out, re.M), stuck
+
+
+def test_no_demo_only_describes() -> None:
+    result = subprocess.run([sys.executable, "-m", "hardstop", "--no-demo"], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0
+    assert "thread stuck in" not in result.stdout
+    assert result.stdout.startswith("hardstop ")
