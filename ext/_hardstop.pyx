@@ -402,10 +402,14 @@ def deliver(cls, *args):
     cdef unsigned long ident = PyThread_get_thread_ident()
     cdef Receipt receipt
     candidate = _armed.get(ident)
-    # Ours only if the slot was just emptied by the interpreter; otherwise the
-    # carrier was called directly (e.g. `raise sys.exc_info()[0]` on 3.10).
+    # Ours only if the slot was just emptied by the interpreter. Otherwise the
+    # carrier is being called by 3.10, which records it as the exception's type:
+    # re-raising normalizes (carrier, instance) by calling carrier(instance),
+    # and that must give back the same instance, not wrap it in a new one.
     if candidate is None or (<Receipt>candidate)._carrier is not cls or PyThreadState_Get().async_exc != NULL:
         base = cls.__base__
+        if len(args) == 1 and isinstance(args[0], base):
+            return args[0]
         return base(*args)
     receipt = candidate
     del _armed[ident]
