@@ -478,6 +478,11 @@ def arm(object thread, unsigned long ident, object exc, object carrier):
     return receipt
 
 
+def is_armed(Receipt receipt):
+    """True while ``receipt`` is the request in its thread's slot, not yet raised."""
+    return _armed.get(receipt.ident) is receipt
+
+
 def pending_count(unsigned long ident):
     """How many requests of hardstop's are pending for ``ident`` (armed or queued)."""
     return (ident in _armed) + len(_queued.get(ident, ()))

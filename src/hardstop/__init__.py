@@ -3,6 +3,7 @@
 from hardstop._errors import AmbiguousThread, HardstopError, Interrupted, ThreadNotFound
 from hardstop._hardstop import Receipt
 from hardstop._interrupt import interrupt
+from hardstop._wake import sleep, unblocking
 
 __version__ = "0.1.0"
 
@@ -14,6 +15,8 @@ __all__ = [
     "ThreadNotFound",
     "get_include",
     "interrupt",
+    "sleep",
+    "unblocking",
 ]
 
 

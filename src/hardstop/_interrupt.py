@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 import time
 
-from hardstop import _hardstop
+from hardstop import _hardstop, _wake
 from hardstop._errors import AmbiguousThread, Interrupted
 from hardstop._hardstop import Receipt
 from hardstop._targets import resolve
@@ -62,15 +62,17 @@ def _carrier_for(kind: type) -> type:
     return carrier
 
 
-def interrupt(thread: object, exc: object = Interrupted) -> Receipt:
+def interrupt(thread: object, exc: object = Interrupted, *, wake: bool = True) -> Receipt:
     """Raise ``exc`` in ``thread`` as soon as it runs Python code; return a Receipt.
 
     ``thread`` is a ``threading.Thread`` (checked to be running and to still own
     its ident when the exception is armed) or an int ident (whichever live thread
     of this interpreter has that ident now). ``exc`` is an exception class
     (instantiated here, without arguments) or an instance, raised as that very
-    object. Raises ``ThreadNotFound``, ``AmbiguousThread`` or ``TypeError``;
-    after a refusal nothing is pending.
+    object. With ``wake`` (the default), a target blocked inside
+    ``hardstop.unblocking()`` is woken by its unblocker once the exception is
+    armed; ``wake=False`` only arms. Raises ``ThreadNotFound``,
+    ``AmbiguousThread`` or ``TypeError``; after a refusal nothing is pending.
     """
     target, ident = resolve(thread)
     instance = _exception_instance(exc)
@@ -88,6 +90,8 @@ def interrupt(thread: object, exc: object = Interrupted) -> Receipt:
             time.sleep(0.001)
     if _hardstop.claim_pump():
         _start_pump()
+    if wake:
+        _wake.unblock(receipt)
     return receipt
 
 
