@@ -67,6 +67,7 @@ cdef extern from "Python.h":
     PyThreadState *PyInterpreterState_ThreadHead(PyInterpreterState *)
     PyThreadState *PyThreadState_Next(PyThreadState *)
     PyThreadState *PyThreadState_Get()
+    PyObject *PyThreadState_GetFrame(PyThreadState *)   # a new reference, or NULL
     PyObject *PyDict_New()
     int PyGILState_Check() nogil
     # Declared here on purpose: Cython's bundled cpython/pystate.pxd gives the
@@ -98,10 +99,18 @@ UNDELIVERED = "undelivered"
 # and after one delivery it is reset although another thread may still be armed.
 # 3.13+ keep the flag per thread and reset it themselves.
 cdef bint _SHARED_FLAG = PY_VERSION_HEX < 0x030D0000
+# 3.10/3.11 create the exception object lazily, when a handler first sees it; C
+# code that discards the error before then (e.g. the fallback printer of a failed
+# sys.unraisablehook) means `deliver` never runs. Seen from outside, the slot is
+# empty and the receipt still pending: after this many seconds of that, the pump
+# gives it up, so the requests queued behind it move on. (Handlers see a raised
+# exception within microseconds; a second is far beyond any normal unwinding.)
+cdef bint _LAZY_EXCEPTIONS = PY_VERSION_HEX < 0x030C0000
+cdef double _GIVE_UP_AFTER = 1.0
 
 cdef dict _armed = {}    # ident -> the Receipt whose carrier is in that thread's slot
 cdef dict _queued = {}   # ident -> list of Receipts waiting for the slot, oldest first
-cdef dict _handling = {} # ident -> the exception of ours it raised last, while others queue
+cdef dict _handling = {} # ident -> the exception of ours it raised last
 cdef bint _pump_running = False
 cdef dict _active = threading._active   # threading's own registry: ident -> Thread
 cdef str _WATCH_KEY = "hardstop._hardstop.watch"
@@ -122,6 +131,7 @@ cdef class Receipt:
     cdef object _carrier
     cdef str _status
     cdef object _done   # a lock held until the receipt is final; made by wait()
+    cdef double _taken_at    # when the pump first saw it taken from the slot, undelivered
 
     def __init__(self):
         raise TypeError("Receipt objects are made by hardstop.interrupt(), not directly.")
@@ -186,6 +196,7 @@ cdef class Receipt:
 
 
 from _thread import TIMEOUT_MAX as _LONGEST_WAIT
+from time import monotonic as _monotonic
 
 cdef double _timeout_seconds(object timeout) except? -1.0:
     cdef double value
@@ -319,22 +330,31 @@ cdef bint _is_handling(PyThreadState *ts, object exc) noexcept:
     return False
 
 
-cdef void _arm_next(unsigned long ident):
+cdef bint _still_handling(unsigned long ident, PyThreadState *ts):
+    """Is the thread still in a handler of the last exception of ours it raised?"""
+    exc = _handling.get(ident)
+    if exc is None:
+        return False
+    if _is_handling(ts, exc):
+        return True
+    del _handling[ident]
+    return False
+
+
+cdef object _arm_next(unsigned long ident):
     """Arm the oldest queued request for ``ident``, unless one of ours is armed there
-    or the thread is still handling the last one it raised."""
+    or the thread is still handling the last one it raised; return what was armed."""
     cdef Receipt receipt
     cdef PyThreadState *ts = NULL
     if ident in _armed:
-        return
+        return None
     queue = _queued.get(ident)
     while queue:
         n = _count_states(ident, &ts)
         if n > 1:
-            return   # a twin is present (3.10/3.11: a thread being started); the pump retries
-        if n == 1 and ident in _handling:
-            if _is_handling(ts, _handling[ident]):
-                return   # the pump retries once the handler is done
-            del _handling[ident]
+            return None   # a twin is present (3.10/3.11: a thread being started); the pump retries
+        if n == 1 and _still_handling(ident, ts):
+            return None   # the pump retries once the handler is done
         receipt = queue.pop(0)
         if not queue:
             del _queued[ident]
@@ -343,9 +363,10 @@ cdef void _arm_next(unsigned long ident):
             continue
         try:
             _arm(receipt, ts)
-            return
+            return receipt
         except Exception as error:
             _finish(receipt, UNDELIVERED, str(error))
+    return None
 
 
 cdef void _resignal_armed():
@@ -406,7 +427,9 @@ def deliver(cls, *args):
     # carrier is being called by 3.10, which records it as the exception's type:
     # re-raising normalizes (carrier, instance) by calling carrier(instance),
     # and that must give back the same instance, not wrap it in a new one.
-    if candidate is None or (<Receipt>candidate)._carrier is not cls or PyThreadState_Get().async_exc != NULL:
+    # A delivery calls the carrier without arguments (the slot holds a class).
+    if (args or candidate is None or (<Receipt>candidate)._carrier is not cls
+            or PyThreadState_Get().async_exc != NULL):
         base = cls.__base__
         if len(args) == 1 and isinstance(args[0], base):
             return args[0]
@@ -414,25 +437,43 @@ def deliver(cls, *args):
     receipt = candidate
     del _armed[ident]
     _finish(receipt, DELIVERED, None)
-    if ident in _queued:
-        _handling[ident] = receipt.exception   # the next waits until this one is handled
+    _handling[ident] = receipt.exception   # the next waits until this one is handled
     if _SHARED_FLAG and _armed:
         _resignal_armed()   # CPython has just reset the flag other armed threads need
     return receipt.exception
 
 
 def pump():
-    """Arm what can be armed now; True while requests are still queued.
+    """Arm what can be armed now; return ``(receipts armed, keep going)``.
 
-    Called by the pump thread; when it returns False that thread must end, and
-    ``claim_pump()`` will let the next queued request start a new one.
+    Called by the pump thread; once "keep going" is False that thread must end,
+    and ``claim_pump()`` lets the next queued request start a new one.
     """
     global _pump_running
+    armed = []
     for ident in list(_queued):
-        _arm_next(ident)
+        if _LAZY_EXCEPTIONS:
+            _give_up_if_discarded(ident)
+        receipt = _arm_next(ident)
+        if receipt is not None:
+            armed.append(receipt)
     if not _queued:
         _pump_running = False
-    return _pump_running
+    return armed, _pump_running
+
+
+cdef void _give_up_if_discarded(unsigned long ident):
+    cdef PyThreadState *ts = NULL
+    cdef Receipt receipt = _armed.get(ident)
+    if receipt is None or _count_states(ident, &ts) != 1 or ts.async_exc == <PyObject *>receipt._carrier:
+        return
+    now = _monotonic()
+    if receipt._taken_at == 0:
+        receipt._taken_at = now
+    elif now - receipt._taken_at >= _GIVE_UP_AFTER:
+        del _armed[ident]
+        _finish(receipt, UNDELIVERED,
+                "raised, then discarded by C code before any handler saw it (CPython 3.10/3.11)")
 
 
 def claim_pump():
@@ -471,11 +512,28 @@ def arm(object thread, unsigned long ident, object exc, object carrier):
     receipt.exception = exc
     receipt._carrier = carrier
     receipt._status = PENDING
-    if ident in _armed:
+    if ident in _armed or ident in _queued or _still_handling(ident, ts):
         _queued.setdefault(ident, []).append(receipt)
     else:
         _arm(receipt, ts)
     return receipt
+
+
+def current_frame(unsigned long ident):
+    """The frame the thread ``ident`` is running (or blocked in), or None.
+
+    None as well when no single thread state carries ``ident``.
+    """
+    cdef PyThreadState *ts = NULL
+    cdef PyObject *frame
+    if _count_states(ident, &ts) != 1:
+        return None
+    frame = PyThreadState_GetFrame(ts)
+    if frame == NULL:
+        return None
+    result = <object>frame
+    Py_DECREF(result)
+    return result
 
 
 def is_armed(Receipt receipt):
@@ -577,3 +635,4 @@ _capi.interrupt_ident = _capi_interrupt
 _capi.cancel = _capi_cancel
 _capi.wait = _capi_wait
 _C_API = PyCapsule_New(<void *>&_capi, HARDSTOP_CAPSULE_NAME, NULL)
+

@@ -7,6 +7,8 @@ can escape a handler in the same frame (a CPython bug, see docs/known-issues).
 
 from __future__ import annotations
 
+import select
+import socket
 import subprocess
 import sys
 import threading
@@ -28,6 +30,38 @@ def spin(stop: threading.Event, limit: float = WAIT) -> int:
     while not stop.is_set() and time.monotonic() < end:
         n += 1
     return n
+
+
+class Gate:
+    """Blocks threads in ``select()``, a wait hardstop cannot end, until opened.
+
+    Built on a socket pair rather than a lock, so that an interrupt landing
+    right after the wait leaves nothing held (as an acquire/release pair would).
+    """
+
+    def __init__(self) -> None:
+        self._reader, self._writer = socket.socketpair()
+        _open_gates.append(self)
+
+    def wait(self) -> None:
+        select.select([self._reader], [], [], WAIT)
+
+    def open(self) -> None:
+        self._writer.send(b"x")
+
+    def close(self) -> None:
+        self._reader.close()
+        self._writer.close()
+
+
+_open_gates: list[Gate] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_gates():
+    yield
+    while _open_gates:
+        _open_gates.pop().close()
 
 
 class Target:

@@ -7,7 +7,7 @@ import os
 import threading
 
 import hardstop
-from conftest import WAIT, Target, assert_nothing_pending, spin
+from conftest import WAIT, Gate, Target, assert_nothing_pending, spin
 
 
 def test_get_include_holds_the_header() -> None:
@@ -27,9 +27,9 @@ def test_a_c_extension_interrupts_a_thread_without_holding_the_gil(native) -> No
 
 def test_c_api_failures_give_codes_and_keep_the_exception_only_for_a_gil_holder(native) -> None:
     testext, _ = native
-    gate = threading.Event()
+    gate = Gate()
     stop = threading.Event()
-    with Target(lambda: (gate.wait(WAIT), spin(stop))) as target:
+    with Target(lambda: (gate.wait(), spin(stop))) as target:
         rc, receipt = testext.interrupt_nogil(2**63 + 12345)
         assert (rc, receipt) == (testext.NOT_FOUND, None)
         try:
@@ -44,7 +44,7 @@ def test_c_api_failures_give_codes_and_keep_the_exception_only_for_a_gil_holder(
         assert receipt.status == "cancelled"
         assert testext.wait_nogil(receipt, 0.0) == 0
         assert_nothing_pending(target.thread.ident)
-        gate.set()
+        gate.open()
         stop.set()
     assert target.caught == []
 

@@ -15,7 +15,9 @@ def test_python_m_hardstop_describes_the_interpreter_and_measures_each_case() ->
     assert f"Python {sys.version.split()[0]}" in out
     assert re.search(r"^pure-Python loop +stopped +\d+\.\d\d ms$", out, re.M)
     assert re.search(r"^pure-Python loop, main thread +stopped +\d+\.\d\d ms$", out, re.M)
-    for stuck in ("threading.Event.wait()", "time.sleep()", "Lock.acquire()"):
+    for woken in ("threading.Event.wait()", "queue.Queue.get()", "hardstop.sleep()"):
+        assert re.search(rf"^{re.escape(woken)} +stopped +\d+\.\d\d ms$", out, re.M), woken
+    for stuck in ("time.sleep()", "Lock.acquire()"):
         assert re.search(rf"^{re.escape(stuck)} +NOT stopped +> 1\.0 s +blocked in C", out, re.M), stuck
 
 

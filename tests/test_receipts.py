@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import _thread
+import sys
 import threading
 import time
 
@@ -10,14 +11,14 @@ import pytest
 
 import hardstop
 from hardstop import _hardstop
-from conftest import WAIT, Target, assert_nothing_pending, assert_runs_on_untouched, spin
+from conftest import WAIT, Gate, Target, assert_nothing_pending, assert_runs_on_untouched, spin
 
 
-def blocked_then_spinning(gate: threading.Event, stop: threading.Event):
+def blocked_then_spinning(gate: Gate, stop: threading.Event):
     """A body that first blocks in a wait hardstop cannot wake, then runs Python code."""
 
     def body() -> None:
-        gate.wait(WAIT)
+        gate.wait()
         spin(stop)
 
     return body
@@ -40,7 +41,7 @@ def test_wait_returns_true_once_delivered_and_the_status_says_so() -> None:
 
 
 def test_cancel_before_delivery_withdraws_it_for_good() -> None:
-    gate = threading.Event()
+    gate = Gate()
     stop = threading.Event()
     target = Target(blocked_then_spinning(gate, stop))
     with target:
@@ -52,19 +53,19 @@ def test_cancel_before_delivery_withdraws_it_for_good() -> None:
         assert receipt.cancel() is False
         assert receipt.wait(WAIT) is False
         assert_nothing_pending(target.thread.ident)
-        gate.set()
+        gate.open()
         assert_runs_on_untouched(target)
     assert target.caught == []
 
 
 def test_several_requests_are_raised_one_at_a_time_in_order() -> None:
-    gate = threading.Event()
+    gate = Gate()
     target = Target(blocked_then_spinning(gate, threading.Event()), wanted=3)
     with target:
         exceptions = [Tagged(i) for i in range(3)]
         receipts = [hardstop.interrupt(target.thread, exc) for exc in exceptions]
         assert [r.status for r in receipts] == ["pending"] * 3
-        gate.set()
+        gate.open()
         assert all(r.wait(WAIT) for r in receipts)
         target.thread.join(WAIT)
     assert target.caught == exceptions
@@ -74,13 +75,13 @@ def test_several_requests_are_raised_one_at_a_time_in_order() -> None:
 
 @pytest.mark.parametrize("withdrawn", [0, 1, 2])
 def test_a_withdrawn_request_in_a_queue_is_skipped_and_the_rest_keep_order(withdrawn: int) -> None:
-    gate = threading.Event()
+    gate = Gate()
     target = Target(blocked_then_spinning(gate, threading.Event()), wanted=2)
     with target:
         exceptions = [Tagged(i) for i in range(3)]
         receipts = [hardstop.interrupt(target.thread, exc) for exc in exceptions]
         assert receipts[withdrawn].cancel() is True
-        gate.set()
+        gate.open()
         kept = [r for i, r in enumerate(receipts) if i != withdrawn]
         assert all(r.wait(WAIT) for r in kept)
         target.thread.join(WAIT)
@@ -136,3 +137,35 @@ def test_receipt_repr_names_status_exception_and_thread() -> None:
         receipt = hardstop.interrupt(target.thread, Tagged("x"))
         receipt.wait(WAIT)
     assert repr(receipt) == f"<hardstop.Receipt delivered Tagged('x') -> thread {target.thread.ident}>"
+
+
+def test_an_interrupt_discarded_by_c_code_is_accounted_for_and_the_queue_moves_on(native) -> None:
+    testext, _ = native
+    inner_stop = threading.Event()
+    discarded: list[bool] = []
+    in_c = threading.Event()
+
+    def body() -> None:
+        if not discarded:
+            in_c.set()
+            discarded.append(testext.call_and_clear(lambda: spin(inner_stop)))
+        spin(target.stop)
+
+    target = Target(body)
+    with target:
+        assert in_c.wait(WAIT)
+        first = hardstop.interrupt(target.thread, Tagged("discarded"))
+        deadline = time.monotonic() + WAIT
+        while not discarded and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert discarded == [False]  # raised inside the call, then cleared by C
+        second = hardstop.interrupt(target.thread, Tagged("second"))
+        assert second.wait(WAIT)
+        target.thread.join(WAIT)
+    assert target.caught == [second.exception]
+    if sys.version_info < (3, 12):
+        # The exception object was never created: nothing can say it was raised.
+        assert first.status == "undelivered"
+        assert first.reason == "raised, then discarded by C code before any handler saw it (CPython 3.10/3.11)"
+    else:
+        assert first.status == "delivered"  # created as it was raised, then discarded

@@ -102,9 +102,10 @@ def test_a_bad_exception_is_refused_and_nothing_is_left_pending(exc, message) ->
 
 
 def test_a_stale_ident_is_refused_while_the_raw_ctypes_recipe_hits_the_new_thread() -> None:
-    old = finished_thread()
-    # glibc hands the next thread the finished one's pthread_t: find one that got it.
+    # glibc hands the next thread the stack (and pthread_t) of the one that just
+    # ended: finish a thread and start its successor at once, until it happens.
     for _ in range(50):
+        old = finished_thread()
         new = Target(name="new-owner")
         new.__enter__()
         if new.thread.ident == old.ident:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -32,6 +33,8 @@ def _scenarios(release: threading.Event, lock: threading.Lock) -> list[tuple[str
     return [
         ("pure-Python loop", loop),
         ("threading.Event.wait()", lambda: release.wait(BOUND * 3)),
+        ("queue.Queue.get()", lambda: queue.Queue().get(timeout=BOUND * 3)),
+        ("hardstop.sleep()", lambda: hardstop.sleep(BOUND * 3)),
         ("time.sleep()", lambda: time.sleep(BOUND * 1.5)),
         ("Lock.acquire()", acquire),
     ]
@@ -48,6 +51,8 @@ def _measure(name: str, body: Callable[[], object]) -> tuple[str, str, str, str]
             outcome.append("returned")
         except hardstop.Interrupted:
             outcome.append("interrupted")
+        except queue.Empty:
+            outcome.append("timed out")
 
     thread = threading.Thread(target=run, name=name, daemon=True)
     thread.start()
@@ -111,7 +116,9 @@ def describe() -> str:
         f"{platform.machine()}",
         f"extension: {_hardstop.__file__}",
         "raised at once: pure-Python code, in any thread, including the main thread and the caller itself",
-        "not woken in this version: threads blocked in C (sleep, lock and event waits, I/O); "
+        "woken in any thread: threading.Condition waits (Event, Queue, Semaphore, Barrier), hardstop.sleep(), "
+        "and any wait inside hardstop.unblocking()",
+        "not woken in this version: other waits in C (time.sleep, Lock.acquire, I/O); "
         "their requests stay pending and can be withdrawn",
     ])
 

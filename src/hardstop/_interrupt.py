@@ -69,34 +69,41 @@ def interrupt(thread: object, exc: object = Interrupted, *, wake: bool = True) -
     its ident when the exception is armed) or an int ident (whichever live thread
     of this interpreter has that ident now). ``exc`` is an exception class
     (instantiated here, without arguments) or an instance, raised as that very
-    object. With ``wake`` (the default), a target blocked inside
-    ``hardstop.unblocking()`` is woken by its unblocker once the exception is
-    armed; ``wake=False`` only arms. Raises ``ThreadNotFound``,
+    object. With ``wake`` (the default), a target blocked in a wait that
+    hardstop can end (``threading.Condition`` and what is built on it, or any
+    wait inside ``hardstop.unblocking()``) is woken once the exception is armed;
+    ``wake=False`` only arms. Raises ``ThreadNotFound``,
     ``AmbiguousThread`` or ``TypeError``; after a refusal nothing is pending.
     """
     target, ident = resolve(thread)
     instance = _exception_instance(exc)
     carrier = _carrier_for(type(instance))
-    give_up = None
-    while True:
-        try:
-            receipt = _hardstop.arm(target, ident, instance, carrier)
-            break
-        except AmbiguousThread:
-            now = time.monotonic()
-            give_up = give_up or now + _AMBIGUITY_PATIENCE
-            if now >= give_up:
-                raise
-            time.sleep(0.001)
+
+    def arm() -> Receipt:
+        give_up = None
+        while True:
+            try:
+                return _hardstop.arm(target, ident, instance, carrier)
+            except AmbiguousThread:
+                now = time.monotonic()
+                give_up = give_up or now + _AMBIGUITY_PATIENCE
+                if now >= give_up:
+                    raise
+                time.sleep(0.001)
+
+    receipt = _wake.arm_and_wake(ident, arm) if wake and ident != threading.get_ident() else arm()
     if _hardstop.claim_pump():
         _start_pump()
-    if wake:
-        _wake.unblock(receipt)
     return receipt
 
 
 def _pump() -> None:
-    while _hardstop.pump():
+    while True:
+        armed, keep_going = _hardstop.pump()
+        for receipt in armed:
+            _wake.wake_armed(receipt)
+        if not keep_going:
+            return
         time.sleep(_PUMP_INTERVAL)
 
 

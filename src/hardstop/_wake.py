@@ -1,17 +1,32 @@
 """Waking a blocked thread so that its armed interrupt is raised at once.
 
 CPython raises a pending exception only when the target runs bytecode; a thread
-blocked in C sleeps on. What can wake it is whatever the thread said would:
-``with hardstop.unblocking(callback):`` registers, for the calling thread and
-only inside the block, a function that ends its wait (``sock.shutdown``,
-``event.set``, ``proc.kill``), as Ruby's "unblocking functions" do.
-``interrupt()`` calls the innermost one once, from the interrupting thread, after
-arming. ``hardstop.sleep()`` is a sleep built that way.
+blocked in C sleeps on. hardstop ends two kinds of waits, in any thread:
 
-An unblocker runs under a per-block lock that the block's exit also takes, so it
-is never called once its block has been left. An exception it raises cannot
-reach the target and must not undo the arming, so it goes to
-``sys.unraisablehook`` (printed by default), never swallowed.
+* **Whatever the thread said would end it.** ``with hardstop.unblocking(cb):``
+  registers, for the calling thread and only inside the block, a function that
+  ends its wait (``sock.shutdown``, ``event.set``, ``proc.kill``), as Ruby's
+  "unblocking functions" do. After arming, the innermost one is called once,
+  from the interrupting thread, under a per-block lock that the block's exit
+  also takes, so it is never called once its block was left. An exception it
+  raises goes to ``sys.unraisablehook`` (printed by default), never swallowed.
+  ``hardstop.sleep()`` is a sleep built that way.
+* **``threading.Condition.wait``**, and so ``Event.wait``, ``Queue.get/put``,
+  ``Semaphore.acquire`` and ``Barrier.wait``. The waiter is a private lock of
+  ``Condition.wait`` that can be released from outside. Holding the condition's
+  lock (so that no notifier moves in between), hardstop arms the exception and
+  then: if the waiter is still listed, removes it and releases it; if it is not
+  (it was notified, and will now raise instead of acting on it), it hands the
+  notification on with ``notify(1)``, as Java guarantees for ``Object.wait``.
+  Arming first matters: released before arming, the waiter could return
+  normally (a spurious ``True``). The condition's lock belongs to the
+  application (``Queue.mutex``...), so the interrupter waits for it only
+  briefly; if it stays busy, a helper thread finishes the wake once it gets it,
+  and the exception is then armed before the lock is held (a notification that
+  reaches the target in that window is still handed on if the target is still
+  inside the wait).
+
+Requests armed later by the pump (queued behind another) are woken the same way.
 """
 
 from __future__ import annotations
@@ -22,9 +37,13 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from types import TracebackType
+from types import FrameType, TracebackType
+from typing import Any
 
-from hardstop._hardstop import Receipt, is_armed
+from hardstop._hardstop import Receipt, current_frame, is_armed
+
+_LOCK_PATIENCE = 0.05  # seconds the interrupter waits for a busy condition lock
+_CONDITION_WAIT = threading.Condition.wait.__code__
 
 _unblockers: dict[int, list[_Unblocker]] = {}
 
@@ -60,14 +79,14 @@ class unblocking:  # noqa: N801 - used as `with hardstop.unblocking(...)`, like 
             self._entry.active = False
 
 
-def unblock(receipt: Receipt) -> bool:
+def _call_unblocker(receipt: Receipt) -> bool:
     """Call the target's innermost unblocker if ``receipt`` is armed; True if called."""
     stack = _unblockers.get(receipt.ident)
-    if not stack or not is_armed(receipt):
+    if not stack:
         return False
     entry = stack[-1]
     with entry.lock:
-        if not entry.active:
+        if not entry.active or not is_armed(receipt):
             return False
         try:
             entry.callback()
@@ -85,6 +104,77 @@ class _Unraisable:
         self.exc_traceback = error.__traceback__
         self.err_msg = message
         self.object = None
+
+
+def _condition_wait(ident: int) -> tuple[Any, Any] | None:
+    """``(condition, waiter)`` if the thread is inside ``Condition.wait``, else None."""
+    frame: FrameType | None = current_frame(ident)
+    # The wait itself, or (for a Lock-based condition) its Python _acquire_restore.
+    for _ in range(2):
+        if frame is None:
+            return None
+        if frame.f_code is _CONDITION_WAIT:
+            names = frame.f_locals
+            return names.get("self"), names.get("waiter")
+        frame = frame.f_back
+    return None
+
+
+def _end_condition_wait(condition: Any, waiter: Any, ident: int) -> None:
+    """With the condition's lock held and the exception armed: end the wait."""
+    try:
+        condition._waiters.remove(waiter)
+    except ValueError:
+        # Not listed: notified already. If it is still inside that wait it will
+        # raise instead of acting on the notification: hand it on.
+        if _condition_wait(ident) == (condition, waiter):
+            condition.notify(1)
+    else:
+        waiter.release()
+
+
+def _wake_condition_later(condition: Any, waiter: Any, receipt: Receipt) -> None:
+    with condition:
+        if is_armed(receipt):
+            _end_condition_wait(condition, waiter, receipt.ident)
+
+
+def wake_armed(receipt: Receipt) -> None:
+    """End the wait of a target whose exception was armed without its lock held."""
+    if _call_unblocker(receipt):
+        return
+    found = _condition_wait(receipt.ident)
+    if found is None or not is_armed(receipt):
+        return
+    condition, waiter = found
+    if condition._lock.acquire(True, _LOCK_PATIENCE):
+        try:
+            if is_armed(receipt):
+                _end_condition_wait(condition, waiter, receipt.ident)
+        finally:
+            condition._lock.release()
+        return
+    threading.Thread(target=_wake_condition_later, args=(condition, waiter, receipt),
+                     name="hardstop-wake", daemon=True).start()
+
+
+def arm_and_wake(ident: int, arm: Callable[[], Receipt]) -> Receipt:
+    """Arm with ``arm()`` and end the target's wait, holding a condition's lock
+    across both when the target waits on one."""
+    found = None if ident in _unblockers else _condition_wait(ident)
+    if found is not None:
+        condition, waiter = found
+        if condition._lock.acquire(True, _LOCK_PATIENCE):
+            try:
+                receipt = arm()
+                if is_armed(receipt):
+                    _end_condition_wait(condition, waiter, ident)
+            finally:
+                condition._lock.release()
+            return receipt
+    receipt = arm()
+    wake_armed(receipt)
+    return receipt
 
 
 def sleep(seconds: float) -> None:

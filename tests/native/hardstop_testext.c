@@ -99,7 +99,21 @@ wait_nogil(PyObject *self, PyObject *args)
     return PyLong_FromLong(rc);
 }
 
+/* Call a Python function and discard any error it raised, as some C code does. */
+static PyObject *
+call_and_clear(PyObject *self, PyObject *callable)
+{
+    PyObject *result = PyObject_CallNoArgs(callable);
+    if (result == NULL) {
+        PyErr_Clear();
+        Py_RETURN_FALSE;
+    }
+    Py_DECREF(result);
+    Py_RETURN_TRUE;
+}
+
 static PyMethodDef methods[] = {
+    {"call_and_clear", call_and_clear, METH_O, NULL},
     {"make_twin", make_twin, METH_NOARGS, NULL},
     {"drop_twin", drop_twin, METH_O, NULL},
     {"interrupt_nogil", interrupt_nogil, METH_VARARGS, NULL},
