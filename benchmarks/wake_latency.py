@@ -1,0 +1,101 @@
+"""Time from interrupt() to the exception caught in a thread blocked in a wait.
+
+Run: python benchmarks/wake_latency.py [--trials N]
+
+For each wait: a worker blocks in it, the main thread calls hardstop.interrupt()
+and then waits on the receipt; the worker timestamps the exception as it
+catches it. Reported: median and p99 over N trials, in milliseconds. Beside it,
+the bare ctypes recipe on the same wait, which arms the exception and never
+wakes the thread: its outcome after a bounded wait is reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import platform
+import queue
+import statistics
+import threading
+import time
+
+import hardstop
+
+set_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
+set_async_exc.argtypes = [ctypes.c_ulong, ctypes.py_object]
+set_async_exc.restype = ctypes.c_int
+
+LONG = 30.0
+BOUND = 0.5
+
+
+class Stop(BaseException):
+    pass
+
+
+def waits() -> dict[str, object]:
+    def condition_wait():
+        condition = threading.Condition()
+        with condition:
+            condition.wait(LONG)
+
+    return {
+        "Condition.wait": condition_wait,
+        "Event.wait": lambda: threading.Event().wait(LONG),
+        "Queue.get": lambda: queue.Queue().get(timeout=LONG),
+        "Semaphore.acquire": lambda: threading.Semaphore(0).acquire(timeout=LONG),
+        "hardstop.sleep": lambda: hardstop.sleep(LONG),
+    }
+
+
+def one_trial(wait, arm) -> float | None:
+    """Seconds from arming to the catch, or None if not caught within BOUND."""
+    caught = []
+    blocking = threading.Event()
+
+    def worker():
+        blocking.set()
+        try:
+            wait()
+        except (hardstop.Interrupted, Stop):
+            caught.append(time.perf_counter())
+
+    thread = threading.Thread(target=worker, daemon=True)
+    thread.start()
+    blocking.wait()
+    time.sleep(0.002)  # into the wait itself
+    t0 = time.perf_counter()
+    arm(thread)
+    thread.join(BOUND)
+    return caught[0] - t0 if caught else None
+
+
+def with_hardstop(thread):
+    hardstop.interrupt(thread).wait(BOUND)
+
+
+def bare_recipe(thread):
+    set_async_exc(thread.ident, Stop)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=200)
+    args = parser.parse_args()
+    print(f"Python {platform.python_version()} on {platform.machine()} {platform.system()}, "
+          f"{args.trials} trials per wait, worker threads")
+    print(f"{'wait':20} {'hardstop median ms':>19} {'p99 ms':>8} {'woken':>8}   bare ctypes recipe")
+    for name, wait in waits().items():
+        samples = [one_trial(wait, with_hardstop) for _ in range(args.trials)]
+        woken = [s * 1e3 for s in samples if s is not None]
+        bare = one_trial(wait, bare_recipe)
+        bare_text = "never woken (armed, still blocked after %.1f s)" % BOUND if bare is None else f"{bare * 1e3:.2f} ms"
+        if woken:
+            p99 = statistics.quantiles(woken, n=100)[98] if len(woken) > 1 else woken[0]
+            print(f"{name:20} {statistics.median(woken):19.3f} {p99:8.3f} {len(woken):>4}/{args.trials:<3}   {bare_text}")
+        else:
+            print(f"{name:20} {'-':>19} {'-':>8} {0:>4}/{args.trials:<3}   {bare_text}")
+
+
+if __name__ == "__main__":
+    main()
