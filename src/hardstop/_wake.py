@@ -98,6 +98,12 @@ def _call_unblocker(receipt: Receipt) -> bool:
 class _Unraisable:
     """The argument ``sys.unraisablehook`` expects."""
 
+    exc_type: type[BaseException]
+    exc_value: BaseException | None
+    exc_traceback: TracebackType | None
+    err_msg: str | None
+    object: object
+
     def __init__(self, error: BaseException, message: str) -> None:
         self.exc_type = type(error)
         self.exc_value = error
