@@ -67,7 +67,9 @@ cdef extern from "Python.h":
     PyThreadState *PyInterpreterState_ThreadHead(PyInterpreterState *)
     PyThreadState *PyThreadState_Next(PyThreadState *)
     PyThreadState *PyThreadState_Get()
-    PyObject *PyThreadState_GetFrame(PyThreadState *)   # a new reference, or NULL
+    ctypedef struct PyFrameObject:
+        pass
+    PyFrameObject *PyThreadState_GetFrame(PyThreadState *)   # a new reference, or NULL
     PyObject *PyDict_New()
     int PyGILState_Check() nogil
     # Declared here on purpose: Cython's bundled cpython/pystate.pxd gives the
@@ -525,14 +527,14 @@ def current_frame(unsigned long ident):
     None as well when no single thread state carries ``ident``.
     """
     cdef PyThreadState *ts = NULL
-    cdef PyObject *frame
+    cdef PyFrameObject *frame
     if _count_states(ident, &ts) != 1:
         return None
     frame = PyThreadState_GetFrame(ts)
     if frame == NULL:
         return None
-    result = <object>frame
-    Py_DECREF(result)
+    result = <object><PyObject *>frame
+    Py_DECREF(result)   # drop the reference PyThreadState_GetFrame gave us
     return result
 
 
