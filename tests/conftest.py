@@ -8,6 +8,7 @@ can escape a handler in the same frame (a CPython bug, see docs/known-issues).
 from __future__ import annotations
 
 import select
+import shutil
 import socket
 import subprocess
 import sys
@@ -122,10 +123,11 @@ def native(tmp_path_factory):
     thread states, and a Cython consumer of hardstop.pxd) against the installed
     package, in a subprocess, and import them."""
     out = tmp_path_factory.mktemp("native")
+    sources = out / "src"
+    shutil.copytree(HERE / "native", sources)  # Cython writes its .c beside the .pyx: not in the tree
     result = subprocess.run(
-        [sys.executable, str(HERE / "native" / "setup.py"), "build_ext", "--build-lib", str(out),
-         "--build-temp", str(out / "tmp")],
-        cwd=HERE / "native", capture_output=True, text=True, timeout=600,
+        [sys.executable, "setup.py", "build_ext", "--build-lib", str(out), "--build-temp", str(out / "tmp")],
+        cwd=sources, capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     sys.path.insert(0, str(out))
