@@ -112,7 +112,10 @@ cdef double _GIVE_UP_AFTER = 1.0
 
 cdef dict _armed = {}    # ident -> the Receipt whose carrier is in that thread's slot
 cdef dict _queued = {}   # ident -> list of Receipts waiting for the slot, oldest first
-cdef dict _handling = {} # ident -> the exception of ours it raised last
+# ident -> address of the exception of ours it raised last. An address, not the
+# object: holding it would keep its traceback's frames (and their locals) alive.
+# A reused address can only delay the next request until that handler ends.
+cdef dict _handling = {}
 cdef bint _pump_running = False
 cdef dict _active = threading._active   # threading's own registry: ident -> Thread
 cdef str _WATCH_KEY = "hardstop._hardstop.watch"
@@ -322,11 +325,11 @@ cdef int _arm(Receipt receipt, PyThreadState *ts) except -1:
     return 0
 
 
-cdef bint _is_handling(PyThreadState *ts, object exc) noexcept:
-    """Is ``exc`` on the thread's stack of exceptions being handled (except/finally)?"""
+cdef bint _is_handling(PyThreadState *ts, Py_ssize_t address) noexcept:
+    """Is that exception on the thread's stack of exceptions being handled (except/finally)?"""
     cdef _PyErr_StackItem *item = ts.exc_info
     while item != NULL:
-        if item.exc_value == <PyObject *>exc:
+        if <Py_ssize_t>item.exc_value == address:
             return True
         item = item.previous_item
     return False
@@ -334,10 +337,10 @@ cdef bint _is_handling(PyThreadState *ts, object exc) noexcept:
 
 cdef bint _still_handling(unsigned long ident, PyThreadState *ts):
     """Is the thread still in a handler of the last exception of ours it raised?"""
-    exc = _handling.get(ident)
-    if exc is None:
+    address = _handling.get(ident)
+    if address is None:
         return False
-    if _is_handling(ts, exc):
+    if _is_handling(ts, address):
         return True
     del _handling[ident]
     return False
@@ -439,7 +442,7 @@ def deliver(cls, *args):
     receipt = candidate
     del _armed[ident]
     _finish(receipt, DELIVERED, None)
-    _handling[ident] = receipt.exception   # the next waits until this one is handled
+    _handling[ident] = <Py_ssize_t><PyObject *>receipt.exception   # the next waits until it is handled
     if _SHARED_FLAG and _armed:
         _resignal_armed()   # CPython has just reset the flag other armed threads need
     return receipt.exception

@@ -169,3 +169,33 @@ def test_an_interrupt_discarded_by_c_code_is_accounted_for_and_the_queue_moves_o
         assert first.reason == "raised, then discarded by C code before any handler saw it (CPython 3.10/3.11)"
     else:
         assert first.status == "delivered"  # created as it was raised, then discarded
+
+
+def test_a_request_made_while_the_target_handles_the_previous_one_waits_for_the_handler() -> None:
+    in_handler = threading.Event()
+    gate = Gate()
+    finished_handlers: list[BaseException] = []
+
+    def body() -> None:
+        try:
+            spin(target.stop)
+        except Tagged as error:
+            if not in_handler.is_set():
+                in_handler.set()
+                gate.wait()  # a slow handler: the next request must not cut it short
+            finished_handlers.append(error)
+            raise
+
+    target = Target(body, wanted=2)
+    with target:
+        first = hardstop.interrupt(target.thread, Tagged("first"))
+        assert first.wait(WAIT)
+        assert in_handler.wait(WAIT)
+        second = hardstop.interrupt(target.thread, Tagged("second"))
+        assert second.wait(0.2) is False  # held back while the handler runs
+        assert second.status == "pending"
+        gate.open()
+        assert second.wait(WAIT)
+        target.thread.join(WAIT)
+    assert finished_handlers == [first.exception, second.exception]
+    assert target.caught == [first.exception, second.exception]
