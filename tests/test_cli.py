@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import sys
 
@@ -17,8 +18,11 @@ def test_python_m_hardstop_describes_the_interpreter_and_measures_each_case() ->
     assert re.search(r"^pure-Python loop, main thread +stopped +\d+\.\d\d ms$", out, re.M)
     for woken in ("threading.Event.wait()", "queue.Queue.get()", "hardstop.sleep()"):
         assert re.search(rf"^{re.escape(woken)} +stopped +\d+\.\d\d ms$", out, re.M), woken
+    if hasattr(signal, "pthread_kill"):
+        assert re.search(r"^time\.sleep\(\), main thread +stopped +\d+\.\d\d ms$", out, re.M)
+        assert "woken by SIGURG" in out
     for stuck in ("time.sleep()", "Lock.acquire()"):
-        assert re.search(rf"^{re.escape(stuck)} +NOT stopped +> 1\.0 s +blocked in C", out, re.M), stuck
+        assert re.search(rf"^{re.escape(stuck)} +NOT stopped +> 1\.0 s +a worker blocked in C", out, re.M), stuck
 
 
 def test_no_demo_only_describes() -> None:

@@ -3,7 +3,7 @@
 from hardstop._errors import AmbiguousThread, HardstopError, Interrupted, ThreadNotFound
 from hardstop._hardstop import Receipt
 from hardstop._interrupt import interrupt
-from hardstop._wake import sleep, unblocking
+from hardstop._wake import set_wake_signal, sleep, unblocking, wake_signal
 
 __version__ = "0.1.0"
 
@@ -15,8 +15,10 @@ __all__ = [
     "ThreadNotFound",
     "get_include",
     "interrupt",
+    "set_wake_signal",
     "sleep",
     "unblocking",
+    "wake_signal",
 ]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import platform
 import queue
+import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -65,34 +66,39 @@ def _measure(name: str, body: Callable[[], object]) -> tuple[str, str, str, str]
     if delivered:
         return name, "stopped", f"{elapsed * 1e3:.2f} ms", ""
     withdrawn = receipt.cancel()
-    note = "blocked in C: CPython raises only when it runs Python code"
+    note = "a worker blocked in C: raised only when the call returns"
     if not withdrawn:
         note += " (raised late)"
     return name, "NOT stopped", f"> {BOUND:.1f} s", note
 
 
-def _main_thread_row() -> tuple[str, str, str, str]:
+def _main_thread_row(name: str, body: Callable[[], object]) -> tuple[str, str, str, str]:
+    """Run ``body`` in this (the main) thread while a helper interrupts it."""
     main = threading.current_thread()
     ready = threading.Event()
-    times: list[float] = []
+    sent: list[float] = []
+    receipts: list[hardstop.Receipt] = []
 
     def interrupter() -> None:
         ready.wait(BOUND)
-        times.append(time.perf_counter())
-        hardstop.interrupt(main)
+        time.sleep(0.05)  # let the main thread settle into the state being shown
+        sent.append(time.perf_counter())
+        receipts.append(hardstop.interrupt(main))
+        if not receipts[0].wait(BOUND):
+            receipts[0].cancel()
 
     helper = threading.Thread(target=interrupter, daemon=True)
     helper.start()
-    end = time.monotonic() + BOUND
     try:
         ready.set()
-        _spin_until(end)
+        body()
     except hardstop.Interrupted:
-        elapsed = time.perf_counter() - times[0]
-        helper.join(BOUND)
-        return "pure-Python loop, main thread", "stopped", f"{elapsed * 1e3:.2f} ms", ""
-    helper.join(BOUND)
-    return "pure-Python loop, main thread", "NOT stopped", f"> {BOUND:.1f} s", ""
+        elapsed = time.perf_counter() - sent[0]
+        helper.join(BOUND * 2)
+        return f"{name}, main thread", "stopped", f"{elapsed * 1e3:.2f} ms", ""
+    helper.join(BOUND * 2)
+    why = "no wake signal here (see hardstop.set_wake_signal)" if hardstop.wake_signal() is None else ""
+    return f"{name}, main thread", "NOT stopped", f"> {BOUND:.1f} s", why
 
 
 def _spin_until(end: float) -> None:
@@ -107,6 +113,14 @@ def _table(rows: Sequence[tuple[str, ...]]) -> str:
     return "\n".join(lines)
 
 
+def _main_thread_line() -> str:
+    signum = hardstop.wake_signal()
+    if signum is None:
+        return "main thread in time.sleep, locks, joins, I/O: not woken (no wake signal installed)"
+    name = signal.Signals(signum).name
+    return f"main thread in time.sleep, locks, joins, select, I/O, subprocess waits: woken by {name}"
+
+
 def describe() -> str:
     from hardstop import _hardstop
 
@@ -118,7 +132,8 @@ def describe() -> str:
         "raised at once: pure-Python code, in any thread, including the main thread and the caller itself",
         "woken in any thread: threading.Condition waits (Event, Queue, Semaphore, Barrier), hardstop.sleep(), "
         "and any wait inside hardstop.unblocking()",
-        "not woken in this version: other waits in C (time.sleep, Lock.acquire, I/O); "
+        _main_thread_line(),
+        "not woken in this version: other waits in C (time.sleep, Lock.acquire, I/O) in worker threads; "
         "their requests stay pending and can be withdrawn",
     ])
 
@@ -130,7 +145,8 @@ def demo() -> str:
     rows = [("thread stuck in", "result", "time to stop", "why")]
     try:
         rows.extend(_measure(name, body) for name, body in _scenarios(release, lock))
-        rows.append(_main_thread_row())
+        rows.append(_main_thread_row("pure-Python loop", lambda: _spin_until(time.monotonic() + BOUND * 1.5)))
+        rows.append(_main_thread_row("time.sleep()", lambda: time.sleep(BOUND * 1.5)))
     finally:
         release.set()
         lock.release()

@@ -26,6 +26,17 @@ blocked in C sleeps on. hardstop ends two kinds of waits, in any thread:
   reaches the target in that window is still handed on if the target is still
   inside the wait).
 
+* **The main thread, in any wait that retries on EINTR** (POSIX): ``time.sleep``,
+  ``Lock.acquire``, ``Thread.join``, ``select``, socket and pipe I/O,
+  ``subprocess`` waits. After arming, hardstop sends the main thread a signal;
+  CPython runs its Python handler there (PEP 475), the handler's first
+  instruction raises the armed exception, and the wait ends with it. The signal
+  is SIGURG by default (ignored by default, rarely used: Go's runtime picked it
+  for the same job), installed when hardstop is imported in the main thread,
+  chained to any handler already installed, and changed or turned off with
+  ``hardstop.set_wake_signal()``. Worker threads cannot be woken this way
+  before CPython 3.15: there a signal only reaches the main thread's handlers.
+
 Requests armed later by the pump (queued behind another) are woken the same way.
 """
 
@@ -33,6 +44,7 @@ from __future__ import annotations
 
 import _thread
 import math
+import signal
 import sys
 import threading
 import time
@@ -46,6 +58,9 @@ _LOCK_PATIENCE = 0.05  # seconds the interrupter waits for a busy condition lock
 _CONDITION_WAIT = threading.Condition.wait.__code__
 
 _unblockers: dict[int, list[_Unblocker]] = {}
+
+_wake_signal: int | None = None  # the signal our handler is installed on, if any
+_chained: object = None  # the handler that was installed before ours
 
 
 class _Unblocker:
@@ -150,7 +165,10 @@ def wake_armed(receipt: Receipt) -> None:
     if _call_unblocker(receipt):
         return
     found = _condition_wait(receipt.ident)
-    if found is None or not is_armed(receipt):
+    if found is None:
+        _signal_main_thread(receipt)
+        return
+    if not is_armed(receipt):
         return
     condition, waiter = found
     if condition._lock.acquire(True, _LOCK_PATIENCE):
@@ -162,6 +180,57 @@ def wake_armed(receipt: Receipt) -> None:
         return
     threading.Thread(target=_wake_condition_later, args=(condition, waiter, receipt),
                      name="hardstop-wake", daemon=True).start()
+
+
+def _signal_main_thread(receipt: Receipt) -> None:
+    if (receipt.ident == threading.main_thread().ident and _wake_signal is not None
+            and is_armed(receipt) and signal.getsignal(_wake_signal) is _on_wake_signal):
+        signal.pthread_kill(receipt.ident, _wake_signal)
+
+
+def _on_wake_signal(signum: int, frame: FrameType | None) -> None:
+    # When hardstop sent the signal, the armed exception is raised as this
+    # function starts: the body below only runs for anyone else's signal.
+    if callable(_chained):
+        _chained(signum, frame)
+
+
+def set_wake_signal(signum: int | None) -> None:
+    """Choose the signal that wakes the main thread (``None``: do not wake it).
+
+    Call it from the main thread. The handler installed before hardstop's is
+    restored, or chained to by the new one.
+    """
+    global _wake_signal, _chained
+    if threading.current_thread() is not threading.main_thread():
+        raise RuntimeError(
+            f"hardstop.set_wake_signal({signum!r}) must be called from the main thread: "
+            "CPython only lets the main thread install signal handlers."
+        )
+    if signum is not None and not hasattr(signal, "pthread_kill"):
+        raise RuntimeError(f"hardstop.set_wake_signal({signum!r}): this platform cannot signal a thread.")
+    current = wake_signal()
+    if signum is not None and signum == current:
+        return
+    previous = None
+    if signum is not None:
+        previous = signal.signal(signum, _on_wake_signal)  # refuses a bad number, as signal.signal does
+    if current is not None:
+        signal.signal(current, _chained if _chained is not None else signal.SIG_DFL)  # type: ignore[arg-type]
+    _wake_signal, _chained = signum, previous
+
+
+def wake_signal() -> int | None:
+    """The signal that wakes the main thread, or None when it is not woken."""
+    if _wake_signal is not None and signal.getsignal(_wake_signal) is _on_wake_signal:
+        return _wake_signal
+    return None
+
+
+def _install_default() -> None:
+    if (hasattr(signal, "pthread_kill") and hasattr(signal, "SIGURG")
+            and threading.current_thread() is threading.main_thread()):
+        set_wake_signal(signal.SIGURG)
 
 
 def arm_and_wake(ident: int, arm: Callable[[], Receipt]) -> Receipt:
@@ -202,3 +271,6 @@ def sleep(seconds: float) -> None:
             # Released by an interrupter: the exception is raised right here. If that
             # request was withdrawn meanwhile, sleep on for what is left.
             wake.acquire(True, -1 if remaining > _thread.TIMEOUT_MAX else remaining)
+
+
+_install_default()

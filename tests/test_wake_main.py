@@ -1,0 +1,169 @@
+"""The main thread, blocked in waits that retry on EINTR, woken by hardstop's signal."""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+
+import hardstop
+from conftest import WAIT, assert_nothing_pending
+
+pytestmark = pytest.mark.skipif(not hasattr(signal, "pthread_kill"),
+                                reason="Windows has no pthread_kill: its main thread is not woken by a signal")
+
+LONG = 60.0
+
+
+def interrupt_main_soon(delay: float = 0.1) -> threading.Thread:
+    main = threading.main_thread()
+    helper = threading.Thread(target=lambda: (time.sleep(delay), hardstop.interrupt(main)))
+    helper.start()
+    return helper
+
+
+@pytest.fixture
+def resources():
+    lock = threading.Lock()
+    lock.acquire()
+    reader, writer = os.pipe()
+    left, right = socket.socketpair()
+    listener = socket.create_server(("127.0.0.1", 0))
+    stuck = threading.Thread(target=lock.acquire, daemon=True)
+    stuck.start()
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    yield {"lock": lock, "pipe": reader, "socket": left, "listener": listener, "stuck": stuck, "child": child}
+    child.kill()
+    child.wait()
+    lock.release()
+    stuck.join(WAIT)
+    for fd in (reader, writer):
+        os.close(fd)
+    for sock in (left, right, listener):
+        sock.close()
+
+
+WAITS = {
+    "time.sleep": lambda r: time.sleep(LONG),
+    "Lock.acquire": lambda r: r["lock"].acquire(timeout=LONG),
+    "Thread.join": lambda r: r["stuck"].join(LONG),
+    "select.select": lambda r: select.select([r["pipe"]], [], [], LONG),
+    "os.read on a pipe": lambda r: os.read(r["pipe"], 1),
+    "socket.recv": lambda r: r["socket"].recv(1),
+    "socket.accept": lambda r: r["listener"].accept(),
+    "subprocess wait": lambda r: r["child"].wait(LONG),
+}
+
+
+@pytest.mark.parametrize("name", WAITS)
+def test_the_main_thread_is_woken_from(name: str, resources) -> None:
+    assert threading.current_thread() is threading.main_thread()
+    helper = interrupt_main_soon()
+    t0 = time.monotonic()
+    with pytest.raises(hardstop.Interrupted):
+        WAITS[name](resources)
+    assert time.monotonic() - t0 < WAIT
+    helper.join(WAIT)
+    assert_nothing_pending(threading.get_ident())
+
+
+def test_the_default_wake_signal_is_sigurg() -> None:
+    assert hardstop.wake_signal() == signal.SIGURG
+
+
+def test_without_a_wake_signal_the_main_thread_is_not_woken() -> None:
+    hardstop.set_wake_signal(None)
+    try:
+        assert hardstop.wake_signal() is None
+        assert signal.getsignal(signal.SIGURG) == signal.SIG_DFL
+        receipts: list[hardstop.Receipt] = []
+        main = threading.main_thread()
+
+        def interrupter() -> None:
+            time.sleep(0.1)
+            receipts.append(hardstop.interrupt(main))
+            time.sleep(0.3)
+            receipts.append(receipts[0].cancel())
+
+        helper = threading.Thread(target=interrupter)
+        helper.start()
+        time.sleep(0.6)  # not woken: the helper withdraws the request meanwhile
+        helper.join(WAIT)
+        assert receipts[1] is True
+    finally:
+        hardstop.set_wake_signal(signal.SIGURG)
+    assert hardstop.wake_signal() == signal.SIGURG
+
+
+def test_the_wake_signal_can_be_moved_to_another_signal() -> None:
+    before = signal.getsignal(signal.SIGUSR2)
+    hardstop.set_wake_signal(signal.SIGUSR2)
+    try:
+        assert hardstop.wake_signal() == signal.SIGUSR2
+        assert signal.getsignal(signal.SIGURG) == signal.SIG_DFL
+        helper = interrupt_main_soon()
+        with pytest.raises(hardstop.Interrupted):
+            time.sleep(LONG)
+        helper.join(WAIT)
+    finally:
+        hardstop.set_wake_signal(signal.SIGURG)
+    assert signal.getsignal(signal.SIGUSR2) == before
+
+
+def test_the_wake_signal_can_only_be_set_from_the_main_thread() -> None:
+    errors: list[BaseException] = []
+
+    def attempt() -> None:
+        try:
+            hardstop.set_wake_signal(signal.SIGUSR2)
+        except RuntimeError as error:
+            errors.append(error)
+
+    thread = threading.Thread(target=attempt)
+    thread.start()
+    thread.join(WAIT)
+    assert [str(e) for e in errors] == [
+        f"hardstop.set_wake_signal({signal.SIGUSR2!r}) must be called from the main thread: "
+        "CPython only lets the main thread install signal handlers."
+    ]
+    assert hardstop.wake_signal() == signal.SIGURG
+
+
+def test_a_handler_installed_before_hardstop_is_chained_and_not_called_for_wakes() -> None:
+    script = textwrap.dedent("""
+        import os, signal, threading, time
+        calls = []
+        def users_handler(signum, frame):
+            calls.append(signum)
+        signal.signal(signal.SIGURG, users_handler)
+        import hardstop
+        os.kill(os.getpid(), signal.SIGURG)          # somebody else's SIGURG
+        time.sleep(0.05)
+        main = threading.main_thread()
+        threading.Thread(target=lambda: (time.sleep(0.1), hardstop.interrupt(main))).start()
+        try:
+            time.sleep(60)
+        except hardstop.Interrupted:
+            print("woken")
+        print("user handler calls:", len(calls))
+        hardstop.set_wake_signal(None)
+        print("restored:", signal.getsignal(signal.SIGURG) is users_handler)
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["woken", "user handler calls: 1", "restored: True"]
+
+
+def test_a_bad_signal_number_is_refused_and_changes_nothing() -> None:
+    with pytest.raises(ValueError, match=re.escape("signal number out of range")):
+        hardstop.set_wake_signal(100000)
+    assert hardstop.wake_signal() == signal.SIGURG  # nothing changed
