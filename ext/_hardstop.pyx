@@ -128,11 +128,13 @@ cdef class Receipt:
     of ``"delivered"`` (raised in the target), ``"cancelled"`` (withdrawn by
     ``cancel()``: nothing is ever raised for it) or ``"undelivered"`` (the target
     ended first, or could no longer be armed; ``reason`` says which).
+    ``wake`` says how hardstop ended the target's wait, or why it did not.
     """
     cdef readonly object thread
     cdef readonly unsigned long ident
     cdef readonly object exception
     cdef readonly str reason
+    cdef public str wake   # how the target's wait was ended, or why it was not (set by _wake)
     cdef object _carrier
     cdef str _status
     cdef object _done   # a lock held until the receipt is final; made by wait()

@@ -28,6 +28,7 @@ def test_an_event_wait_inside_unblocking_is_woken_and_raises() -> None:
     with target:
         time.sleep(0.05)
         receipt = hardstop.interrupt(target.thread)
+        assert receipt.wake == f"unblocker {event.set!r} called"
         assert receipt.wait(WAIT)
         target.thread.join(WAIT)
     assert event.is_set()
@@ -129,6 +130,7 @@ def test_wake_false_arms_without_calling_the_unblocker() -> None:
     with Target(body) as target:
         time.sleep(0.05)
         receipt = hardstop.interrupt(target.thread, wake=False)
+        assert receipt.wake == "not woken: wake=False"
         assert receipt.wait(0.2) is False
         assert receipt.cancel() is True
         event.set()

@@ -68,6 +68,7 @@ def test_each_condition_wait_is_ended_and_left_clean(index: int) -> None:
         time.sleep(0.05)  # let it block
         receipt = hardstop.interrupt(target.thread, TimeoutError(name))
         assert receipt.wait(WAIT), f"{name} was not woken"
+        assert receipt.wake == "Condition.wait: its waiter was released"
         target.thread.join(WAIT)
     assert target.caught == [receipt.exception]
     assert len(condition._waiters) == 0, name
@@ -117,6 +118,7 @@ def test_a_notified_waiter_that_is_interrupted_hands_the_notification_on() -> No
     assert receipt.delivered
     assert isinstance(results["first"], hardstop.Interrupted)
     assert results["second"] is True  # got the notification the first could not use
+    assert receipt.wake == "Condition.wait: it was notified already; the notification was handed on"
     assert len(condition._waiters) == 0
 
 
@@ -135,6 +137,7 @@ def test_a_busy_condition_lock_does_not_block_the_interrupter() -> None:
             receipt = hardstop.interrupt(target.thread)
             returned_after = time.monotonic() - t0
             assert receipt.status == "pending"
+            assert receipt.wake == "Condition.wait: its lock is busy; a helper thread ends the wait once it gets it"
         assert receipt.wait(WAIT)  # a helper finished the wake once the lock was free
         target.thread.join(WAIT)
     assert returned_after < WAIT
@@ -205,3 +208,14 @@ def test_stress_consumers_interrupted_while_waiting_on_queues() -> None:
         assert q.qsize() == 0
         assert len(q.not_empty._waiters) == 0
         assert lock_is_free(q.mutex)
+
+
+def test_a_worker_in_a_wait_nobody_can_end_gets_an_honest_receipt() -> None:
+    with Target(lambda: time.sleep(0.5)) as target:
+        time.sleep(0.05)
+        receipt = hardstop.interrupt(target.thread)
+        assert receipt.wake.startswith(
+            "not woken: no wait hardstop can end was found in this worker thread (it is in <lambda>, ")
+        assert receipt.wake.endswith(
+            "; if it is blocked in C (time.sleep, Lock.acquire, I/O), it raises only when that call returns")
+        assert receipt.wait(WAIT)  # raised once the sleep returned by itself

@@ -24,9 +24,13 @@ pytestmark = pytest.mark.skipif(not hasattr(signal, "pthread_kill"),
 LONG = 60.0
 
 
+receipts: list[hardstop.Receipt] = []
+
+
 def interrupt_main_soon(delay: float = 0.1) -> threading.Thread:
     main = threading.main_thread()
-    helper = threading.Thread(target=lambda: (time.sleep(delay), hardstop.interrupt(main)))
+    receipts.clear()
+    helper = threading.Thread(target=lambda: (time.sleep(delay), receipts.append(hardstop.interrupt(main))))
     helper.start()
     return helper
 
@@ -73,6 +77,7 @@ def test_the_main_thread_is_woken_from(name: str, resources) -> None:
         WAITS[name](resources)
     assert time.monotonic() - t0 < WAIT
     helper.join(WAIT)
+    assert receipts[0].wake == "SIGURG sent to the main thread"
     assert_nothing_pending(threading.get_ident())
 
 

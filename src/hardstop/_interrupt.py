@@ -91,7 +91,14 @@ def interrupt(thread: object, exc: object = Interrupted, *, wake: bool = True) -
                     raise
                 time.sleep(0.001)
 
-    receipt = _wake.arm_and_wake(ident, arm) if wake and ident != threading.get_ident() else arm()
+    if ident == threading.get_ident():
+        receipt = arm()
+        receipt.wake = "not needed: the calling thread raises it as soon as this call returns"
+    elif wake:
+        receipt = _wake.arm_and_wake(ident, arm)
+    else:
+        receipt = arm()
+        receipt.wake = "not woken: wake=False"
     if _hardstop.claim_pump():
         _start_pump()
     return receipt

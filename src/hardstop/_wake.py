@@ -105,7 +105,9 @@ def _call_unblocker(receipt: Receipt) -> bool:
             return False
         try:
             entry.callback()
+            receipt.wake = f"unblocker {entry.callback!r} called"
         except Exception as error:  # noqa: BLE001 - reported, never swallowed
+            receipt.wake = f"unblocker {entry.callback!r} called, and raised {error!r}"
             sys.unraisablehook(_Unraisable(error, f"Exception ignored in the hardstop unblocker {entry.callback!r}"))
     return True
 
@@ -141,23 +143,27 @@ def _condition_wait(ident: int) -> tuple[Any, Any] | None:
     return None
 
 
-def _end_condition_wait(condition: Any, waiter: Any, ident: int) -> None:
+def _end_condition_wait(condition: Any, waiter: Any, receipt: Receipt) -> None:
     """With the condition's lock held and the exception armed: end the wait."""
     try:
         condition._waiters.remove(waiter)
     except ValueError:
         # Not listed: notified already. If it is still inside that wait it will
         # raise instead of acting on the notification: hand it on.
-        if _condition_wait(ident) == (condition, waiter):
+        if _condition_wait(receipt.ident) == (condition, waiter):
             condition.notify(1)
+            receipt.wake = "Condition.wait: it was notified already; the notification was handed on"
+        else:
+            receipt.wake = "Condition.wait: it had already left the wait"
     else:
         waiter.release()
+        receipt.wake = "Condition.wait: its waiter was released"
 
 
 def _wake_condition_later(condition: Any, waiter: Any, receipt: Receipt) -> None:
     with condition:
         if is_armed(receipt):
-            _end_condition_wait(condition, waiter, receipt.ident)
+            _end_condition_wait(condition, waiter, receipt)
 
 
 def wake_armed(receipt: Receipt) -> None:
@@ -166,7 +172,8 @@ def wake_armed(receipt: Receipt) -> None:
         return
     found = _condition_wait(receipt.ident)
     if found is None:
-        _signal_main_thread(receipt)
+        if not _signal_main_thread(receipt) and is_armed(receipt):
+            receipt.wake = _not_woken(receipt.ident)
         return
     if not is_armed(receipt):
         return
@@ -174,18 +181,34 @@ def wake_armed(receipt: Receipt) -> None:
     if condition._lock.acquire(True, _LOCK_PATIENCE):
         try:
             if is_armed(receipt):
-                _end_condition_wait(condition, waiter, receipt.ident)
+                _end_condition_wait(condition, waiter, receipt)
         finally:
             condition._lock.release()
         return
+    receipt.wake = "Condition.wait: its lock is busy; a helper thread ends the wait once it gets it"
     threading.Thread(target=_wake_condition_later, args=(condition, waiter, receipt),
                      name="hardstop-wake", daemon=True).start()
 
 
-def _signal_main_thread(receipt: Receipt) -> None:
+def _signal_main_thread(receipt: Receipt) -> bool:
     if (receipt.ident == threading.main_thread().ident and _wake_signal is not None
             and is_armed(receipt) and signal.getsignal(_wake_signal) is _on_wake_signal):
         signal.pthread_kill(receipt.ident, _wake_signal)
+        receipt.wake = f"{signal.Signals(_wake_signal).name} sent to the main thread"
+        return True
+    return False
+
+
+def _not_woken(ident: int) -> str:
+    """Why nothing was done, and where the target stands."""
+    frame = current_frame(ident)
+    where = f" (it is in {frame.f_code.co_name}, {frame.f_code.co_filename}:{frame.f_lineno})" if frame else ""
+    if ident == threading.main_thread().ident:
+        why = "no wake signal is installed for the main thread"
+    else:
+        why = "no wait hardstop can end was found in this worker thread"
+    return (f"not woken: {why}{where}; if it is blocked in C (time.sleep, Lock.acquire, I/O), "
+            "it raises only when that call returns")
 
 
 def _on_wake_signal(signum: int, frame: FrameType | None) -> None:
@@ -243,13 +266,21 @@ def arm_and_wake(ident: int, arm: Callable[[], Receipt]) -> Receipt:
             try:
                 receipt = arm()
                 if is_armed(receipt):
-                    _end_condition_wait(condition, waiter, ident)
+                    _end_condition_wait(condition, waiter, receipt)
             finally:
                 condition._lock.release()
+            _note_queued(receipt)
             return receipt
     receipt = arm()
-    wake_armed(receipt)
+    if is_armed(receipt):
+        wake_armed(receipt)
+    _note_queued(receipt)
     return receipt
+
+
+def _note_queued(receipt: Receipt) -> None:
+    if receipt.wake is None and receipt.status == "pending" and not is_armed(receipt):
+        receipt.wake = "not yet: queued behind an earlier request, and woken when it is armed"
 
 
 def sleep(seconds: float) -> None:
