@@ -145,8 +145,10 @@ def test_a_busy_condition_lock_does_not_block_the_interrupter() -> None:
     assert len(condition._waiters) == 0
 
 
-def test_stress_consumers_interrupted_while_waiting_on_queues() -> None:
+def test_stress_consumers_interrupted_while_waiting_on_queues(monkeypatch) -> None:
     """Producers and consumers on shared queues, consumers interrupted at random."""
+    escaped: list[object] = []
+    monkeypatch.setattr(threading, "excepthook", escaped.append)
     rng = random.Random(1234)
     queues = [queue.Queue() for _ in range(2)]
     consumed: list[int] = []
@@ -208,6 +210,7 @@ def test_stress_consumers_interrupted_while_waiting_on_queues() -> None:
     assert len(consumed) == len(set(consumed)), "an item was consumed twice"
     assert all(r.status == "delivered" for r in receipts)
     assert interrupted[0] == delivered
+    assert escaped == []  # no exception left any thread
     assert lost <= delivered
     for q in queues:
         assert q.qsize() == 0

@@ -131,7 +131,10 @@ class _Unraisable:
 
 def _condition_wait(ident: int) -> tuple[Any, Any] | None:
     """``(condition, waiter)`` if the thread is inside ``Condition.wait``, else None."""
-    frame: FrameType | None = current_frame(ident)
+    return _condition_wait_in(current_frame(ident))
+
+
+def _condition_wait_in(frame: FrameType | None) -> tuple[Any, Any] | None:
     # The wait itself, or (for a Lock-based condition) its Python _acquire_restore.
     for _ in range(2):
         if frame is None:
@@ -173,7 +176,7 @@ def wake_armed(receipt: Receipt) -> None:
     found = _condition_wait(receipt.ident)
     if found is None:
         if not _signal_main_thread(receipt) and is_armed(receipt):
-            receipt.wake = _not_woken(receipt.ident)
+            receipt.wake = _not_woken(receipt.ident, current_frame(receipt.ident))
         return
     if not is_armed(receipt):
         return
@@ -199,16 +202,19 @@ def _signal_main_thread(receipt: Receipt) -> bool:
     return False
 
 
-def _not_woken(ident: int) -> str:
+_NOT_WOKEN_TAIL = "; if it is blocked in C (time.sleep, Lock.acquire, I/O), it raises only when that call returns"
+
+
+def _not_woken(ident: int, frame: FrameType | None) -> str:
     """Why nothing was done, and where the target stands."""
-    frame = current_frame(ident)
-    where = f" (it is in {frame.f_code.co_name}, {frame.f_code.co_filename}:{frame.f_lineno})" if frame else ""
     if ident == threading.main_thread().ident:
-        why = "no wake signal is installed for the main thread"
+        why = "not woken: no wake signal is installed for the main thread"
     else:
-        why = "no wait hardstop can end was found in this worker thread"
-    return (f"not woken: {why}{where}; if it is blocked in C (time.sleep, Lock.acquire, I/O), "
-            "it raises only when that call returns")
+        why = "not woken: no wait hardstop can end was found in this worker thread"
+    if frame is None:
+        return why + " (it runs no Python code)" + _NOT_WOKEN_TAIL
+    code = frame.f_code
+    return f"{why} (it is in {code.co_name}, {code.co_filename}:{frame.f_lineno}){_NOT_WOKEN_TAIL}"
 
 
 def _on_wake_signal(signum: int, frame: FrameType | None) -> None:
@@ -259,7 +265,14 @@ def _install_default() -> None:
 def arm_and_wake(ident: int, arm: Callable[[], Receipt]) -> Receipt:
     """Arm with ``arm()`` and end the target's wait, holding a condition's lock
     across both when the target waits on one."""
-    found = None if ident in _unblockers else _condition_wait(ident)
+    if ident in _unblockers:
+        receipt = arm()
+        if is_armed(receipt):
+            wake_armed(receipt)
+        _note_queued(receipt)
+        return receipt
+    frame = current_frame(ident)
+    found = _condition_wait_in(frame)
     if found is not None:
         condition, waiter = found
         if condition._lock.acquire(True, _LOCK_PATIENCE):
@@ -273,7 +286,10 @@ def arm_and_wake(ident: int, arm: Callable[[], Receipt]) -> Receipt:
             return receipt
     receipt = arm()
     if is_armed(receipt):
-        wake_armed(receipt)
+        if found is not None:
+            wake_armed(receipt)
+        elif not _signal_main_thread(receipt):
+            receipt.wake = _not_woken(ident, frame)
     _note_queued(receipt)
     return receipt
 
