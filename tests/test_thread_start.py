@@ -95,16 +95,13 @@ def test_interrupting_a_thread_that_starts_threads_never_hits_a_child_or_hangs(m
             thread.join(WAIT)
     # A child that got as far as knowing its ident was launched; it must have run.
     launched = [finished for thread, finished in children if thread.ident is not None]
-    lost_in_callbacks = sum(1 for report in swallowed if report.exc_type is hardstop.Interrupted)
+    # issubclass: on 3.10/3.11 the hook is given hardstop's carrier subclass as the type.
+    lost_in_callbacks = sum(1 for report in swallowed if issubclass(report.exc_type, hardstop.Interrupted))
     print(outcomes, tally, f"{len(launched)} children launched, {lost_in_callbacks} swallowed in callbacks")
     assert not starter_thread.is_alive(), "the starter hung"
     assert sum(outcomes.values()) == REQUESTS
-    # Reported, not asserted: once in some full-suite runs on 3.10 one delivered
-    # exception reached neither this handler nor sys.unraisablehook (under
-    # investigation; see docs/known-issues.md). A double count would be a bug.
     missing = [i for i, r in enumerate(delivered_receipts) if id(r.exception) not in caught_ids]
-    print(f"delivered but not seen by the starter's handler: {missing}")
-    assert tally["starter caught"] + lost_in_callbacks <= outcomes["delivered"]
-    assert [report for report in swallowed if report.exc_type is not hardstop.Interrupted] == []
+    assert tally["starter caught"] + lost_in_callbacks == outcomes["delivered"], (missing, swallowed)
+    assert [report for report in swallowed if not issubclass(report.exc_type, hardstop.Interrupted)] == []
     assert all(finished.is_set() for finished in launched)
     assert hook_saw == []
