@@ -188,6 +188,10 @@ def wake_armed(receipt: Receipt) -> None:
         finally:
             condition._lock.release()
         return
+    _wake_condition_in_helper(condition, waiter, receipt)
+
+
+def _wake_condition_in_helper(condition: Any, waiter: Any, receipt: Receipt) -> None:
     receipt.wake = "Condition.wait: its lock is busy; a helper thread ends the wait once it gets it"
     threading.Thread(target=_wake_condition_later, args=(condition, waiter, receipt),
                      name="hardstop-wake", daemon=True).start()
@@ -286,8 +290,8 @@ def arm_and_wake(ident: int, arm: Callable[[], Receipt]) -> Receipt:
             return receipt
     receipt = arm()
     if is_armed(receipt):
-        if found is not None:
-            wake_armed(receipt)
+        if found is not None:  # its lock stayed busy: a helper finishes the wake
+            _wake_condition_in_helper(found[0], found[1], receipt)
         elif not _signal_main_thread(receipt):
             receipt.wake = _not_woken(ident, frame)
     _note_queued(receipt)
