@@ -61,6 +61,12 @@ _unblockers: dict[int, list[_Unblocker]] = {}
 
 _wake_signal: int | None = None  # the signal our handler is installed on, if any
 _chained: object = None  # the handler that was installed before ours
+# Before 3.15 the armed exception is raised as our handler starts, so its body
+# only runs for others' signals. On 3.15+ (gh-144748) an interrupted wait raises
+# it before the handler runs, and the handler then runs with nothing armed: count
+# the signals we send, so that those are not passed on to the chained handler.
+_COUNT_OWN_SIGNALS = sys.version_info >= (3, 15)
+_own_signals = 0
 
 
 class _Unblocker:
@@ -198,8 +204,11 @@ def _wake_condition_in_helper(condition: Any, waiter: Any, receipt: Receipt) -> 
 
 
 def _signal_main_thread(receipt: Receipt) -> bool:
+    global _own_signals
     if (receipt.ident == threading.main_thread().ident and _wake_signal is not None
             and is_armed(receipt) and signal.getsignal(_wake_signal) is _on_wake_signal):
+        if _COUNT_OWN_SIGNALS:
+            _own_signals += 1
         signal.pthread_kill(receipt.ident, _wake_signal)
         receipt.wake = f"{signal.Signals(_wake_signal).name} sent to the main thread"
         return True
@@ -222,8 +231,10 @@ def _not_woken(ident: int, frame: FrameType | None) -> str:
 
 
 def _on_wake_signal(signum: int, frame: FrameType | None) -> None:
-    # When hardstop sent the signal, the armed exception is raised as this
-    # function starts: the body below only runs for anyone else's signal.
+    global _own_signals
+    if _own_signals:
+        _own_signals -= 1
+        return
     if callable(_chained):
         _chained(signum, frame)
 
