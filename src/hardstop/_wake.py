@@ -179,12 +179,12 @@ def wake_armed(receipt: Receipt) -> None:
     """End the wait of a target whose exception was armed without its lock held."""
     if _call_unblocker(receipt):
         return
-    found = _condition_wait(receipt.ident)
-    if found is None:
-        if not _signal_main_thread(receipt) and is_armed(receipt):
-            receipt.wake = _not_woken(receipt.ident, current_frame(receipt.ident))
-        return
+    frame = current_frame(receipt.ident)
+    found = _condition_wait_in(frame)
     if not is_armed(receipt):
+        return
+    if found is None:
+        _wake_without_condition(receipt, frame)
         return
     condition, waiter = found
     if condition._lock.acquire(True, _LOCK_PATIENCE):
@@ -201,6 +201,12 @@ def _wake_condition_in_helper(condition: Any, waiter: Any, receipt: Receipt) -> 
     receipt.wake = "Condition.wait: its lock is busy; a helper thread ends the wait once it gets it"
     threading.Thread(target=_wake_condition_later, args=(condition, waiter, receipt),
                      name="hardstop-wake", daemon=True).start()
+
+
+def _wake_without_condition(receipt: Receipt, frame: FrameType | None) -> None:
+    """For an armed target in no Condition wait: signal the main thread, or say why not."""
+    if not _signal_main_thread(receipt):
+        receipt.wake = _not_woken(receipt.ident, frame)
 
 
 def _signal_main_thread(receipt: Receipt) -> bool:
@@ -303,8 +309,8 @@ def arm_and_wake(ident: int, arm: Callable[[], Receipt]) -> Receipt:
     if is_armed(receipt):
         if found is not None:  # its lock stayed busy: a helper finishes the wake
             _wake_condition_in_helper(found[0], found[1], receipt)
-        elif not _signal_main_thread(receipt):
-            receipt.wake = _not_woken(ident, frame)
+        else:
+            _wake_without_condition(receipt, frame)
     _note_queued(receipt)
     return receipt
 
