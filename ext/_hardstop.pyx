@@ -70,6 +70,8 @@ cdef extern from "Python.h":
     ctypedef struct PyFrameObject:
         pass
     PyFrameObject *PyThreadState_GetFrame(PyThreadState *)   # a new reference, or NULL
+    PyFrameObject *PyEval_GetFrame()   # borrowed: the calling Python frame, or NULL
+    int PyFrame_GetLineNumber(PyFrameObject *)
     PyObject *PyDict_New()
     int PyGILState_Check() nogil
     # Declared here on purpose: Cython's bundled cpython/pystate.pxd gives the
@@ -91,6 +93,7 @@ cdef extern from "hardstop.h":
     const char *HARDSTOP_CAPSULE_NAME
 
 PENDING = "pending"
+DEFERRED = "deferred"   # never stored: pending while a shield holds it back
 DELIVERED = "delivered"
 CANCELLED = "cancelled"
 UNDELIVERED = "undelivered"
@@ -121,6 +124,9 @@ cdef dict _active = threading._active   # threading's own registry: ident -> Thr
 cdef str _WATCH_KEY = "hardstop._hardstop.watch"
 
 
+cdef class Deadline
+
+
 cdef class Receipt:
     """What became of one request made by ``hardstop.interrupt()``.
 
@@ -139,13 +145,18 @@ cdef class Receipt:
     cdef str _status
     cdef object _done   # a lock held until the receipt is final; made by wait()
     cdef double _taken_at    # when the pump first saw it taken from the slot, undelivered
+    cdef int _level     # shields at positions >= this hold it back (0: every shield)
+    cdef object _scope  # the Deadline whose expiry this is, or None
 
     def __init__(self):
         raise TypeError("Receipt objects are made by hardstop.interrupt(), not directly.")
 
     @property
     def status(self):
-        """``"pending"``, ``"delivered"``, ``"cancelled"`` or ``"undelivered"``."""
+        """``"pending"``, ``"deferred"`` (pending, held back by a shield the
+        target is in), ``"delivered"``, ``"cancelled"`` or ``"undelivered"``."""
+        if self._status is PENDING and _held(self):
+            return DEFERRED
         return self._status
 
     @property
@@ -154,7 +165,7 @@ cdef class Receipt:
         return self._status is DELIVERED
 
     def __repr__(self):
-        return f"<hardstop.Receipt {self._status} {self.exception!r} -> thread {self.ident}>"
+        return f"<hardstop.Receipt {self.status} {self.exception!r} -> thread {self.ident}>"
 
     def cancel(self):
         """Withdraw the request if it has not been raised yet.
@@ -281,6 +292,7 @@ cdef void _thread_ended(unsigned long ident):
     pending = _queued.pop(ident, [])
     armed = _armed.pop(ident, None)
     _handling.pop(ident, None)
+    _scopes.pop(ident, None)
     if armed is not None:
         pending.insert(0, armed)
     for receipt in pending:
@@ -348,9 +360,18 @@ cdef bint _still_handling(unsigned long ident, PyThreadState *ts):
     return False
 
 
+cdef object _first_free(list queue):
+    """The oldest request in ``queue`` that no shield holds back, or None."""
+    for receipt in queue:
+        if not _held(receipt):
+            return receipt
+    return None
+
+
 cdef object _arm_next(unsigned long ident):
-    """Arm the oldest queued request for ``ident``, unless one of ours is armed there
-    or the thread is still handling the last one it raised; return what was armed."""
+    """Arm the oldest queued request for ``ident`` that no shield holds back, unless
+    one of ours is armed there or the thread is still handling the last one it
+    raised; return what was armed."""
     cdef Receipt receipt
     cdef PyThreadState *ts = NULL
     if ident in _armed:
@@ -362,7 +383,10 @@ cdef object _arm_next(unsigned long ident):
             return None   # a twin is present (3.10/3.11: a thread being started); the pump retries
         if n == 1 and _still_handling(ident, ts):
             return None   # the pump retries once the handler is done
-        receipt = queue.pop(0)
+        receipt = queue[0] if n == 0 else _first_free(queue)
+        if receipt is None:
+            return None   # all held back: the shield's exit arms the next
+        queue.remove(receipt)
         if not queue:
             del _queued[ident]
         if n == 0:
@@ -447,6 +471,8 @@ def deliver(cls, *args):
     _handling[ident] = <Py_ssize_t><PyObject *>receipt.exception   # the next waits until it is handled
     if _SHARED_FLAG and _armed:
         _resignal_armed()   # CPython has just reset the flag other armed threads need
+    if receipt._scope is not None:
+        _expiry_delivered(<Deadline>receipt._scope)
     return receipt.exception
 
 
@@ -464,9 +490,18 @@ def pump():
         receipt = _arm_next(ident)
         if receipt is not None:
             armed.append(receipt)
-    if not _queued:
+    if not _pump_needed():
         _pump_running = False
     return armed, _pump_running
+
+
+cdef bint _pump_needed():
+    """Is anything queued that the pump could arm? (What shields hold back is armed
+    by the shield's exit, not polled for.)"""
+    for queue in _queued.values():
+        if _first_free(queue) is not None:
+            return True
+    return False
 
 
 cdef void _give_up_if_discarded(unsigned long ident):
@@ -486,7 +521,7 @@ cdef void _give_up_if_discarded(unsigned long ident):
 def claim_pump():
     """True if the caller must start a pump thread (something is queued, none runs)."""
     global _pump_running
-    if _pump_running or not _queued:
+    if _pump_running or not _pump_needed():
         return False
     _pump_running = True
     return True
@@ -504,6 +539,11 @@ def arm(object thread, unsigned long ident, object exc, object carrier):
     ``thread`` is the ``threading.Thread`` the caller named, or None for a bare
     ident. ``carrier`` is the carrier class of ``type(exc)``. Returns a Receipt.
     """
+    return _arm_request(thread, ident, exc, carrier, 0, None)
+
+
+cdef Receipt _arm_request(object thread, unsigned long ident, object exc, object carrier,
+                          int level, object scope):
     cdef PyThreadState *ts
     cdef Receipt receipt
     if thread is not None:
@@ -519,7 +559,11 @@ def arm(object thread, unsigned long ident, object exc, object carrier):
     receipt.exception = exc
     receipt._carrier = carrier
     receipt._status = PENDING
-    if ident in _armed or ident in _queued or _still_handling(ident, ts):
+    receipt._level = level
+    receipt._scope = scope
+    queue = _queued.get(ident)
+    if (ident in _armed or _held(receipt) or (queue and _first_free(queue) is not None)
+            or _still_handling(ident, ts)):
         _queued.setdefault(ident, []).append(receipt)
     else:
         _arm(receipt, ts)
@@ -548,6 +592,13 @@ def is_armed(Receipt receipt):
     return _armed.get(receipt.ident) is receipt
 
 
+def still_handling(unsigned long ident):
+    """True while the thread runs an except/finally block handling the last
+    exception of ours that it raised."""
+    cdef PyThreadState *ts = NULL
+    return _count_states(ident, &ts) == 1 and _still_handling(ident, ts)
+
+
 def pending_count(unsigned long ident):
     """How many requests of hardstop's are pending for ``ident`` (armed or queued)."""
     return (ident in _armed) + len(_queued.get(ident, ()))
@@ -563,14 +614,447 @@ def slot_is_empty(unsigned long ident):
     return True
 
 
+# ---- Scopes: shields and deadlines.
+#
+# Each thread has a depth counter of the scopes it is in (shields and deadlines,
+# innermost last) and the position of its innermost shield. A request carries a
+# level: 0 for interrupt(), a deadline's own position for its expiry. A shield
+# holds a request back when it sits inside the request's scope (position > level):
+# every shield holds interrupt() requests, and a deadline entered *inside* a
+# shield still fires there (trio's rule: the shield protects its body from the
+# outside, not from limits the body sets itself). Entering, leaving and firing
+# are each one step here, under the GIL, so no request lands half way.
+
+cdef class _ThreadScopes:
+    cdef int depth        # shields and deadlines this thread is in
+    cdef int shield_top   # position of its innermost shield; 0 when it is in none
+
+
+cdef dict _scopes = {}    # ident -> _ThreadScopes
+
+
+cdef _ThreadScopes _own_scopes(unsigned long ident):
+    cdef _ThreadScopes scopes = _scopes.get(ident)
+    if scopes is None:
+        _watch(PyThreadState_Get(), ident)   # dropped with the thread
+        scopes = _ThreadScopes.__new__(_ThreadScopes)
+        _scopes[ident] = scopes
+    return scopes
+
+
+cdef bint _held(Receipt receipt):
+    """Does a shield of the target hold this request back?"""
+    cdef _ThreadScopes scopes = _scopes.get(receipt.ident)
+    return scopes is not None and scopes.shield_top > receipt._level
+
+
+cdef void _hold_armed(unsigned long ident) except *:
+    """A shield was just entered: take back what is armed for it, first in line."""
+    cdef Receipt receipt = _armed.get(ident)
+    if receipt is None or not _held(receipt) or not _disarm(ident, receipt._carrier):
+        return
+    del _armed[ident]
+    _queued.setdefault(ident, []).insert(0, receipt)
+    if _SHARED_FLAG:
+        _reset_shared_flag()
+
+
+cdef void _release_held(unsigned long ident) except *:
+    """A scope was left: arm at once what its shield held back, if anything."""
+    queue = _queued.get(ident)
+    if not queue or ident in _armed:
+        return
+    free = [receipt for receipt in queue if not _held(receipt)]
+    if not free:
+        return
+    # More than one, or a handler still running: the pump takes over after this
+    # one. Started first, since it is Python code and this thread raises what
+    # gets armed at its next check.
+    if (len(free) > 1 or ident in _handling) and _start_pump is not None and claim_pump():
+        _start_pump()
+    _arm_next(ident)
+
+
+cdef class shield:
+    """``with hardstop.shield():`` defer interrupts aimed at this thread.
+
+    Requests made while the thread is inside (and one armed just before it got
+    in) are held, in order, and the oldest is raised as the outermost shield is
+    left. Shields nest. A deadline entered inside a shield still fires inside it.
+    """
+    cdef unsigned long _ident
+    cdef int _position
+    cdef int _outer_top
+    cdef bint _inside
+
+    def __enter__(self):
+        cdef unsigned long ident = PyThread_get_thread_ident()
+        cdef _ThreadScopes scopes
+        if self._inside:
+            raise RuntimeError("This hardstop.shield() is entered already: use one per with statement.")
+        scopes = _own_scopes(ident)
+        self._ident = ident
+        self._inside = True
+        self._outer_top = scopes.shield_top
+        scopes.depth += 1
+        self._position = scopes.depth
+        scopes.shield_top = scopes.depth
+        _hold_armed(ident)
+        return self
+
+    def __exit__(self, kind, value, traceback):
+        cdef _ThreadScopes scopes
+        if not self._inside:
+            return False
+        self._inside = False
+        scopes = _scopes.get(self._ident)
+        if scopes is not None:
+            scopes.depth = self._position - 1
+            scopes.shield_top = self._outer_top
+            _release_held(self._ident)
+        return False
+
+    def __repr__(self):
+        return f"<hardstop.shield {'entered' if self._inside else 'not entered'}>"
+
+
+from heapq import heappush as _heappush, heappop as _heappop, heapify as _heapify
+from hardstop._errors import DeadlineExceeded, _DeadlinePassed
+
+cdef double _INF = float("inf")
+# 3.14+ call __enter__ with an ordinary CALL that checks for pending exceptions
+# after it returns and *before* the with statement protects its body: an expiry
+# raised there leaves the block without __exit__, unconverted. The watchdog does
+# not fire while the thread sits at that instruction.
+cdef bint _ENTRY_WINDOW = PY_VERSION_HEX >= 0x030E0000
+# A deadline is level-triggered: when its expiry was raised and the block still
+# runs (the exception was swallowed, maybe by CPython itself in a finalizer),
+# it fires again this long after.
+cdef double _REFIRE_AFTER = 0.01
+cdef double _ENTRY_RETRY = 0.0005
+
+cdef list _heap = []          # (when, entry number, Deadline): the watchdog's queue
+cdef Py_ssize_t _entries = 0  # numbers the entries, so that equal times never compare scopes
+cdef Py_ssize_t _stale = 0    # entries in _heap whose scope left or was withdrawn
+cdef bint _watchdog_running = False
+cdef object _expiry_carrier = None
+cdef object _start_watchdog = None
+cdef object _start_pump = None
+_wakeup = allocate_lock()     # held; released to wake the watchdog early
+_wakeup.acquire()
+
+
+cdef inline double _number(object value, str what) except? -1.0:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{what} takes a number of seconds, not {type(value).__name__} {value!r}.")
+    cdef double number = value
+    if number != number:
+        raise ValueError(f"{what} takes a number of seconds, not {value!r}.")
+    return number
+
+
+def deadline(seconds):
+    """``with hardstop.deadline(seconds) as scope:`` raise in this block once
+    ``seconds`` have passed; it leaves the block as ``hardstop.DeadlineExceeded``."""
+    cdef double span = _number(seconds, "hardstop.deadline()")
+    cdef Deadline scope = Deadline.__new__(Deadline)
+    scope.when = _monotonic() + span
+    scope.seconds = seconds
+    return scope
+
+
+def deadline_at(when):
+    """Like ``deadline()``, at an absolute ``time.monotonic()`` value."""
+    cdef Deadline scope = Deadline.__new__(Deadline)
+    scope.when = _number(when, "hardstop.deadline_at()")
+    return scope
+
+
+cdef class Deadline:
+    """A scope made by ``hardstop.deadline()`` or ``hardstop.deadline_at()``."""
+    cdef readonly double when       # the time.monotonic() value it expires at
+    cdef readonly object seconds    # as given to deadline(); None for deadline_at()
+    cdef unsigned long _ident
+    cdef int _level
+    cdef bint _entered
+    cdef bint _open
+    cdef bint _expired
+    cdef bint _withdrawn
+    cdef bint _in_heap
+    cdef Py_ssize_t _entry
+    cdef list _receipts
+    cdef object _frame      # the frame of the with statement, while the block runs
+    cdef object _lasti      # its instruction calling __enter__ (3.14+)
+    cdef object _code
+    cdef int _line
+
+    def __init__(self):
+        raise TypeError("Deadline objects are made by hardstop.deadline() or hardstop.deadline_at().")
+
+    def __enter__(self):
+        global _watchdog_running
+        cdef unsigned long ident = PyThread_get_thread_ident()
+        cdef _ThreadScopes scopes
+        cdef PyFrameObject *frame
+        if self._entered:
+            raise RuntimeError(f"{self!r} was entered already: use one per with statement.")
+        if not _watchdog_running and self.when < _INF:
+            _watchdog_running = True
+            try:
+                _start_watchdog()
+            except BaseException:
+                _watchdog_running = False
+                raise
+        scopes = _own_scopes(ident)
+        self._entered = self._open = True
+        self._ident = ident
+        scopes.depth += 1
+        self._level = scopes.depth
+        self._receipts = []
+        frame = PyEval_GetFrame()
+        if frame != NULL:
+            self._frame = <object><PyObject *>frame
+            self._line = PyFrame_GetLineNumber(frame)
+            self._code = self._frame.f_code
+            if _ENTRY_WINDOW:
+                self._lasti = self._frame.f_lasti
+        if self.when < _INF:
+            _schedule(self, self.when)
+        return self
+
+    def __exit__(self, kind, value, traceback):
+        if not self._open:
+            return False
+        self._close()
+        if isinstance(value, _DeadlinePassed) and (<object>value).scope is self:
+            raise DeadlineExceeded(self) from value
+        return False
+
+    cdef void _close(self) except *:
+        cdef _ThreadScopes scopes
+        self._open = False
+        self._unschedule()
+        for receipt in self._receipts:
+            if (<Receipt>receipt)._status is PENDING:
+                receipt.cancel()
+        self._receipts = None
+        scopes = _scopes.get(self._ident)
+        if scopes is not None:
+            scopes.depth = self._level - 1
+        self._frame = None   # it may hold this scope in its locals: no cycle left behind
+
+    cdef void _unschedule(self):
+        global _stale
+        if self._in_heap:
+            self._in_heap = False
+            _stale += 1
+            if _stale > 1024 and _stale * 2 > len(_heap):
+                _compact()
+
+    @property
+    def ident(self):
+        """The ident of the thread that entered it (0 before that)."""
+        return self._ident
+
+    @property
+    def expired(self):
+        """True once the deadline has fired (its expiry was raised or armed in the block)."""
+        return self._expired
+
+    @property
+    def remaining(self):
+        """Seconds left until the deadline (0.0 once it has passed; inf for none)."""
+        left = self.when - _monotonic()
+        return left if left > 0 else 0.0
+
+    @property
+    def where(self):
+        """``file:line`` of the with statement; None before it is entered."""
+        if self._code is None:
+            return None
+        return f"{self._code.co_filename}:{self._line}"
+
+    @property
+    def description(self):
+        """Names this deadline and where it was set, e.g. in ``DeadlineExceeded``."""
+        what = (f"the deadline of {self.seconds} s" if self.seconds is not None
+                else f"the deadline at monotonic time {self.when:.3f}")
+        where = self.where
+        return what if where is None else f"{what} set at {where}"
+
+    def cancel(self):
+        """Withdraw the deadline: the block goes on without a time limit.
+
+        Returns True when that prevented the expiry from being raised, False when
+        it had been raised already or the block was left.
+        """
+        cdef bint pending = False
+        if not self._open or self._withdrawn:
+            return False
+        self._withdrawn = True
+        self._unschedule()
+        for receipt in self._receipts:
+            if (<Receipt>receipt)._status is PENDING and receipt.cancel():
+                pending = True
+        return pending or not self._expired
+
+    def __repr__(self):
+        state = ("expired" if self._expired else "withdrawn" if self._withdrawn
+                 else "open" if self._open else "left" if self._entered else "not entered")
+        return f"<hardstop.Deadline {state}, {self.remaining:.3f} s left>"
+
+
+cdef void _schedule(Deadline scope, double when) except *:
+    global _entries
+    _entries += 1
+    scope._entry = _entries
+    scope._in_heap = True
+    entry = (when, _entries, scope)
+    _heappush(_heap, entry)
+    if _heap[0] is entry and _wakeup.locked():
+        _wakeup.release()   # the watchdog sleeps until a later time: wake it
+
+
+cdef void _compact() except *:
+    """Drop the entries of scopes that left, so a loop of long deadlines stays O(live)."""
+    global _stale
+    _heap[:] = [entry for entry in _heap if _live(entry)]
+    _heapify(_heap)
+    _stale = 0
+
+
+cdef inline bint _live(tuple entry):
+    cdef Deadline scope = entry[2]
+    return scope._in_heap and scope._entry == <Py_ssize_t>entry[1]
+
+
+cdef void _expiry_delivered(Deadline scope) except *:
+    """Its expiry was raised in the block; if the block goes on, fire again soon."""
+    if scope._open and not scope._withdrawn and not scope._in_heap:
+        _schedule(scope, _monotonic() + _REFIRE_AFTER)
+
+
+def due_deadlines(double now):
+    """For the watchdog: pop the deadlines due by ``now``.
+
+    Returns ``(scopes to fire, seconds until the next one or None)``.
+    """
+    global _stale
+    cdef Deadline scope
+    due = []
+    while _heap and <double>(<tuple>_heap[0])[0] <= now:
+        entry = _heappop(_heap)
+        if not _live(entry):
+            _stale -= 1
+            continue
+        scope = entry[2]
+        scope._in_heap = False
+        if scope._open and not scope._withdrawn:
+            due.append(scope)
+    return due, ((<tuple>_heap[0])[0] - now if _heap else None)
+
+
+class NotFired(Exception):
+    """``fire()`` did nothing: the scope was left, or fires a little later."""
+
+
+def fire(Deadline scope):
+    """Arm (or queue) the expiry of ``scope`` in its thread; return the Receipt."""
+    if not scope._open or scope._withdrawn:
+        raise NotFired("left")
+    if _ENTRY_WINDOW and _entering(scope):
+        _schedule(scope, _monotonic() + _ENTRY_RETRY)
+        raise NotFired("entering")
+    receipt = _arm_request(None, scope._ident, _DeadlinePassed(scope), _expiry_carrier, scope._level, scope)
+    scope._expired = True
+    scope._receipts.append(receipt)
+    return receipt
+
+
+def retry_later(Deadline scope, double delay):
+    """Fire ``scope`` again after ``delay`` seconds (its thread could not be armed)."""
+    if scope._open and not scope._withdrawn and not scope._in_heap:
+        _schedule(scope, _monotonic() + delay)
+
+
+cdef bint _entering(Deadline scope) except -1:
+    """Is the thread still at the instruction that called the scope's __enter__?"""
+    if scope._frame is None:
+        return False
+    frame = current_frame(scope._ident)
+    return frame is scope._frame and frame.f_lasti == scope._lasti
+
+
+def claim_watchdog():
+    """True if the caller must start the watchdog (deadlines wait, none runs)."""
+    global _watchdog_running
+    if _watchdog_running or not _heap:
+        return False
+    _watchdog_running = True
+    return True
+
+
+def release_watchdog():
+    """Undo ``claim_watchdog()`` (or the claim of a scope's entry) after a failed start."""
+    global _watchdog_running
+    _watchdog_running = False
+
+
+def _bind_deadlines(carrier, start_watchdog):
+    global _expiry_carrier, _start_watchdog
+    _expiry_carrier = carrier
+    _start_watchdog = start_watchdog
+
+
+def after_fork_in_child():
+    """In a child process: nothing armed or queued in the parent is ever raised
+    here; the deadlines of the thread that forked fire here from a new watchdog."""
+    global _pump_running, _watchdog_running, _stale, _wakeup
+    cdef unsigned long me = PyThread_get_thread_ident()
+    cdef Receipt receipt
+    cdef Deadline scope
+    armed = _armed.pop(me, None)
+    if armed is not None:
+        _disarm(me, (<Receipt>armed)._carrier)
+    pending = [armed] if armed is not None else []
+    for queue in _queued.values():
+        pending.extend(queue)
+    pending.extend(_armed.values())
+    _armed.clear()
+    _queued.clear()
+    _handling.clear()
+    for receipt in pending:
+        _finish(receipt, UNDELIVERED, "the process forked before it was raised; a child never raises its parent's requests")
+        if receipt._scope is not None and receipt.ident == me:
+            (<Deadline>receipt._scope)._in_heap = False
+    own = _scopes.get(me)
+    _scopes.clear()
+    if own is not None:
+        _scopes[me] = own
+    live = [entry for entry in _heap if _live(entry) and (<Deadline>entry[2])._ident == me]
+    _heap[:] = live
+    _heapify(_heap)
+    _stale = 0
+    for receipt in pending:
+        if receipt._scope is not None and receipt.ident == me:
+            retry_later(receipt._scope, 0.0)   # fired in the parent: fire again here
+    _pump_running = False
+    _watchdog_running = False
+    _wakeup = allocate_lock()
+    _wakeup.acquire()
+    if _SHARED_FLAG:
+        _reset_shared_flag()
+
+
 # ---- The C API (hardstop.h): a versioned capsule of functions that take the GIL.
 
 cdef object _interrupt = None   # hardstop._interrupt.interrupt, bound by that module
 
 
-def _bind_interrupt(func):
-    global _interrupt
+def _bind_interrupt(func, start_pump):
+    global _interrupt, _start_pump
     _interrupt = func
+    _start_pump = start_pump
 
 
 cdef int _failure(BaseException error, bint caller_held_gil) noexcept:

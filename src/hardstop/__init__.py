@@ -1,22 +1,34 @@
 """hardstop: raise an exception in another Python thread, safely."""
 
-from hardstop._errors import AmbiguousThread, HardstopError, Interrupted, ThreadNotFound
-from hardstop._hardstop import Receipt
+from hardstop._deadline import Deadline, deadline, deadline_at, timeout
+from hardstop._errors import AmbiguousThread, DeadlineExceeded, HardstopError, Interrupted, ThreadNotFound
+from hardstop._hardstop import Receipt, shield
 from hardstop._interrupt import interrupt
+from hardstop._kill import KillResult, kill
+from hardstop._shield import shielded
 from hardstop._wake import set_wake_signal, sleep, unblocking, wake_signal
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AmbiguousThread",
+    "Deadline",
+    "DeadlineExceeded",
     "HardstopError",
     "Interrupted",
+    "KillResult",
     "Receipt",
     "ThreadNotFound",
+    "deadline",
+    "deadline_at",
     "get_include",
     "interrupt",
+    "kill",
     "set_wake_signal",
+    "shield",
+    "shielded",
     "sleep",
+    "timeout",
     "unblocking",
     "wake_signal",
 ]

@@ -23,5 +23,26 @@ class AmbiguousThread(HardstopError):
     CPython could arm an idle one instead of the running thread."""
 
 
-for _public in (Interrupted, HardstopError, ThreadNotFound, AmbiguousThread):
+class DeadlineExceeded(TimeoutError):
+    """A ``hardstop.deadline()`` block ran out of time (raised as the block is left).
+
+    ``scope`` is the deadline it belongs to.
+    """
+
+    def __init__(self, scope: object) -> None:
+        super().__init__(f"{scope.description[0].upper()}{scope.description[1:]} has passed.")  # type: ignore[attr-defined]
+        self.scope = scope
+
+
+class _DeadlinePassed(BaseException):
+    """Raised inside a deadline's block when it expires (a BaseException, so that
+    ``except Exception:`` in the guarded code does not swallow it); the block's
+    exit turns it into ``DeadlineExceeded``."""
+
+    def __init__(self, scope: object) -> None:
+        super().__init__(f"{scope.description} has passed (raised inside its block)")  # type: ignore[attr-defined]
+        self.scope = scope
+
+
+for _public in (Interrupted, HardstopError, ThreadNotFound, AmbiguousThread, DeadlineExceeded, _DeadlinePassed):
     _public.__module__ = "hardstop"  # how users name them, in tracebacks too

@@ -14,6 +14,7 @@ for that every millisecond, and runs only while something is queued.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -99,9 +100,14 @@ def interrupt(thread: object, exc: object = Interrupted, *, wake: bool = True) -
     else:
         receipt = arm()
         receipt.wake = "not woken: wake=False"
+    ensure_pump()
+    return receipt
+
+
+def ensure_pump() -> None:
+    """Start the pump thread if something queued needs it and none runs."""
     if _hardstop.claim_pump():
         _start_pump()
-    return receipt
 
 
 def _pump() -> None:
@@ -122,4 +128,9 @@ def _start_pump() -> None:
         raise
 
 
-_hardstop._bind_interrupt(interrupt)
+def _after_fork_in_child() -> None:
+    _hardstop.after_fork_in_child()
+
+
+_hardstop._bind_interrupt(interrupt, _start_pump)
+os.register_at_fork(after_in_child=_after_fork_in_child)

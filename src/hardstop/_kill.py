@@ -1,0 +1,135 @@
+"""``kill()``: stop a thread, and say why when it cannot be stopped.
+
+Interrupt, then wait for the thread to end. A thread that catches the exception
+and goes on is interrupted again (each new request waits until the thread has
+left its handler, so clean-up in ``except``/``finally`` is never cut short), as
+long as the time allows. When the thread does not end, the result says where it
+is (its stack) and why hardstop could not reach it, from the last receipt.
+"""
+
+from __future__ import annotations
+
+import linecache
+import math
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from types import FrameType
+
+from hardstop._errors import Interrupted, ThreadNotFound
+from hardstop._hardstop import Receipt, current_frame, still_handling
+from hardstop._interrupt import interrupt
+
+# How often kill() looks at the thread while it waits. After a delivery, a thread
+# that is still alive and out of its handler one look later swallowed it.
+_LOOK_EVERY = 0.05
+
+
+@dataclass(frozen=True)
+class KillResult:
+    """What ``kill()`` achieved. True (as a bool) when the thread ended."""
+
+    thread: threading.Thread
+    stopped: bool
+    attempts: int  # requests made (interrupt() calls)
+    elapsed: float  # seconds kill() took
+    reason: str  # a sentence: how it ended, or why it did not
+    stack: str | None  # where the thread is, when it did not end
+    receipts: tuple[Receipt, ...]
+
+    def __bool__(self) -> bool:
+        return self.stopped
+
+
+def _seconds(timeout: object) -> float:
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f"kill() takes a timeout in seconds, not {type(timeout).__name__} {timeout!r}.")
+    if math.isnan(timeout) or timeout < 0:
+        raise ValueError(f"kill() takes a non-negative timeout in seconds, not {timeout!r}.")
+    return float(timeout)
+
+
+def kill(thread: threading.Thread, timeout: float = 5.0, exc: object = Interrupted) -> KillResult:
+    """Interrupt ``thread`` with ``exc`` until it ends or ``timeout`` seconds pass.
+
+    Returns a ``KillResult``; raises ``TypeError``/``ValueError`` for bad
+    arguments and ``RuntimeError`` for the calling thread or one never started.
+    """
+    if not isinstance(thread, threading.Thread):
+        raise TypeError(f"kill() takes a threading.Thread, not {type(thread).__name__} {thread!r}.")
+    seconds = _seconds(timeout)
+    if thread is threading.current_thread():
+        raise RuntimeError(f"kill() cannot stop the calling thread {thread!r}: it would wait for itself.")
+    if thread.ident is None:
+        raise RuntimeError(f"kill() cannot stop {thread!r}: it was never started.")
+    start = time.monotonic()
+    end = start + seconds
+    receipts: list[Receipt] = []
+
+    def result(stopped: bool, reason: str, stack: str | None = None) -> KillResult:
+        return KillResult(thread, stopped, len(receipts), time.monotonic() - start, reason, stack, tuple(receipts))
+
+    if not thread.is_alive():
+        return result(True, "It had already finished.")
+    while True:
+        if not receipts or _swallowed(receipts[-1], thread):
+            try:
+                receipts.append(interrupt(thread, exc))
+            except ThreadNotFound:
+                break  # it ended just now
+        remaining = end - time.monotonic()
+        if remaining <= 0:
+            break
+        thread.join(min(remaining, _LOOK_EVERY))
+        if not thread.is_alive():
+            break
+    if not thread.is_alive():
+        count = len(receipts)
+        return result(True, f"It ended after {count} interrupt{'s' if count != 1 else ''}.")
+    for receipt in receipts[:-1]:
+        receipt.cancel()  # none left behind to land once it is out of its handler
+    frame = current_frame(thread.ident or 0)
+    return result(False, _why_alive(receipts, thread, seconds, frame), _stack(frame))
+
+
+def _swallowed(receipt: Receipt, thread: threading.Thread) -> bool:
+    """Delivered, yet the thread runs on outside its handler: interrupt it again."""
+    return receipt.delivered and not still_handling(thread.ident or 0)
+
+
+def _why_alive(receipts: list[Receipt], thread: threading.Thread, seconds: float, frame: FrameType | None) -> str:
+    where = _where(frame)
+    receipt = receipts[-1]
+    status = receipt.status
+    if status == "deferred":
+        return f"It is inside a hardstop.shield() ({where}), which holds the interrupt back until it leaves."
+    if status == "delivered":
+        if still_handling(thread.ident or 0):
+            return f"It raised the interrupt and is still handling it, in an except or finally block ({where})."
+        caught = sum(r.delivered for r in receipts)
+        return f"It caught the interrupt and went on, {caught} time{'s' if caught != 1 else ''} ({where})."
+    if status == "pending":
+        return (f"The interrupt has been armed for {seconds:g} s and not raised: the thread ran no Python code "
+                f"since ({where}). {_blocked_why(thread)} Wake attempt: {receipt.wake}.")
+    return f"The last interrupt ended {status}: {receipt.reason} ({where})."
+
+
+def _blocked_why(thread: threading.Thread) -> str:
+    if thread is threading.main_thread():
+        return "It is blocked in a call that the wake signal does not end, or the signal is turned off."
+    return ("It is blocked in a call into C that CPython cannot interrupt in a non-main thread "
+            "(time.sleep, Lock.acquire, socket or file I/O, a C extension); it raises the interrupt when that call returns.")
+
+
+def _where(frame: FrameType | None) -> str:
+    if frame is None:
+        return "no Python frame"
+    code = frame.f_code
+    line = linecache.getline(code.co_filename, frame.f_lineno).strip()
+    call = f"at `{line}`, " if line else ""
+    return f"{call}in {code.co_name}, {code.co_filename}:{frame.f_lineno}"
+
+
+def _stack(frame: FrameType | None) -> str | None:
+    return "".join(traceback.format_stack(frame)) if frame is not None else None
