@@ -316,7 +316,11 @@ def arm_and_wake(ident: int, arm: Callable[[], Receipt]) -> Receipt:
 
 
 def _note_queued(receipt: Receipt) -> None:
-    if receipt.wake is None and receipt.status == "pending" and not is_armed(receipt):
+    if receipt.wake is not None or is_armed(receipt):
+        return
+    if receipt.status == "deferred":
+        receipt.wake = "not woken: the thread is inside a hardstop.shield(); it raises this as it leaves"
+    elif receipt.status == "pending":
         receipt.wake = "not yet: queued behind an earlier request, and woken when it is armed"
 
 

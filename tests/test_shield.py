@@ -1,0 +1,379 @@
+"""Shields: interrupts aimed at a shielded thread are held, then raised as it leaves."""
+
+from __future__ import annotations
+
+import sys
+import threading
+
+import pytest
+
+import hardstop
+from conftest import WAIT, Target, assert_nothing_pending, spin
+
+
+class Stepper:
+    """A thread that walks through named steps, each started by the test."""
+
+    def __init__(self) -> None:
+        self.step = "start"
+        self.reached = threading.Event()
+        self.go = threading.Event()
+
+    def pause(self, step: str) -> None:
+        """Record ``step``, tell the test, and wait (running Python code) for it to say go."""
+        self.step = step
+        self.go.clear()
+        self.reached.set()
+        spin(self.go)
+
+    def next(self, step_seen: str) -> None:
+        assert self.reached.wait(WAIT)
+        assert self.step == step_seen
+        self.reached.clear()
+        self.go.set()
+
+
+def test_an_interrupt_is_held_inside_and_raised_as_the_shield_is_left() -> None:
+    steps = Stepper()
+    raised_at: list[str] = []
+
+    def body() -> None:
+        try:
+            with hardstop.shield():
+                steps.pause("inside")
+            steps.pause("after")
+        except hardstop.Interrupted:
+            raised_at.append(steps.step)
+
+    thread = threading.Thread(target=body)
+    thread.start()
+    steps.reached.wait(WAIT)
+    receipt = hardstop.interrupt(thread)
+    assert receipt.status == "deferred"
+    assert receipt.wake == "not woken: the thread is inside a hardstop.shield(); it raises this as it leaves"
+    assert receipt.wait(0.2) is False  # held while inside, though the thread runs Python code
+    steps.next("inside")
+    assert receipt.wait(WAIT) is True
+    thread.join(WAIT)
+    assert raised_at == ["inside"]  # raised on the way out, before `after` was reached
+    assert receipt.status == "delivered"
+
+
+def test_nested_shields_hold_until_the_outermost_is_left() -> None:
+    steps = Stepper()
+    raised_at: list[str] = []
+
+    def body() -> None:
+        try:
+            with hardstop.shield():
+                with hardstop.shield():
+                    steps.pause("inner")
+                steps.pause("between")
+            steps.pause("after")
+        except hardstop.Interrupted:
+            raised_at.append(steps.step)
+
+    thread = threading.Thread(target=body)
+    thread.start()
+    steps.reached.wait(WAIT)
+    receipt = hardstop.interrupt(thread)
+    steps.next("inner")
+    assert steps.reached.wait(WAIT) and steps.step == "between"
+    assert receipt.status == "deferred"
+    steps.next("between")
+    thread.join(WAIT)
+    assert raised_at == ["between"]
+    assert receipt.delivered
+
+
+def test_a_wait_inside_a_shield_is_not_woken() -> None:
+    event = threading.Event()
+    waiting = threading.Event()
+    outcome: list[object] = []
+
+    def body() -> None:
+        try:
+            with hardstop.shield():
+                waiting.set()
+                outcome.append(event.wait(WAIT))
+        except hardstop.Interrupted:
+            outcome.append("raised")
+
+    thread = threading.Thread(target=body)
+    thread.start()
+    assert waiting.wait(WAIT)
+    receipt = hardstop.interrupt(thread)
+    assert receipt.status == "deferred"
+    assert receipt.wait(0.2) is False
+    assert thread.is_alive()  # still in its wait
+    event.set()
+    thread.join(WAIT)
+    assert outcome == [True, "raised"]
+
+
+def test_an_interrupt_armed_just_before_the_shield_never_lands_inside_it() -> None:
+    """The thread arms its own slot and enters a shield at once, thousands of times:
+    the exception lands before the shield or as it is left, never inside."""
+    me = threading.current_thread()
+    where: list[str] = []
+    for _ in range(3000):
+        step = "before"
+        try:
+            hardstop.interrupt(me)
+            with hardstop.shield():
+                step = "inside"
+                len(where)  # calls: points where a pending exception would be raised
+                len(where)
+                step = "leaving"
+            step = "after"
+            len(where)
+        except hardstop.Interrupted:
+            where.append(step)
+    assert "inside" not in where
+    assert len(where) == 3000
+    assert_nothing_pending(me.ident)
+
+
+class Rain:
+    """A thread that runs ``work()`` until stopped, catching interrupts, and the
+    interrupter that rains them on it.
+
+    Any loop that catches and goes on has points outside its ``try`` (its
+    back-edge, the call into the body): the next interrupt is sent only once the
+    thread has said, from inside the ``try``, that it is back in it.
+    """
+
+    def __init__(self, work, on_interrupt) -> None:
+        self.stop = threading.Event()
+        self.inside_try = threading.Event()
+        self._work = work
+        self._on_interrupt = on_interrupt
+        self.thread = threading.Thread(target=self._run)
+
+    def _loop(self) -> None:
+        while not self.stop.is_set():
+            self._work()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                self.inside_try.set()
+                self._loop()
+                return
+            except hardstop.Interrupted:
+                self._on_interrupt()
+
+    def send(self, count: int, enough=lambda: False) -> int:
+        """Interrupt ``count`` times (or until ``enough()``); return how many were sent."""
+        # Each handshake needs the GIL back from a thread running Python code:
+        # a short switch interval makes that take microseconds, not 5 ms.
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(1e-5)
+        try:
+            self.thread.start()
+            sent = 0
+            while sent < count and not enough():
+                assert self.inside_try.wait(WAIT)
+                self.inside_try.clear()
+                assert hardstop.interrupt(self.thread).wait(WAIT)
+                sent += 1
+            self.stop.set()
+            self.thread.join(WAIT)
+        finally:
+            sys.setswitchinterval(interval)
+        assert not self.thread.is_alive()
+        return sent
+
+
+def test_racing_interrupts_never_land_inside_a_shield() -> None:
+    """Another thread interrupts while the target enters and leaves shields."""
+    state = {"inside": False}
+    landed_inside: list[bool] = []
+
+    def enter_and_leave() -> None:
+        with hardstop.shield():
+            state["inside"] = True
+            len(landed_inside)
+            state["inside"] = False
+
+    def on_interrupt() -> None:
+        landed_inside.append(state["inside"])
+        state["inside"] = False
+
+    assert Rain(enter_and_leave, on_interrupt).send(1000) == 1000
+    assert len(landed_inside) == 1000
+    assert not any(landed_inside)
+
+
+def test_the_decorator_shields_every_call_and_keeps_the_name() -> None:
+    steps = Stepper()
+
+    @hardstop.shielded
+    def critical(x: int) -> int:
+        steps.pause("inside")
+        return x + 1
+
+    results: list[object] = []
+
+    def body() -> None:
+        try:
+            results.append(critical(1))
+            steps.pause("after")
+        except hardstop.Interrupted:
+            results.append(steps.step)
+
+    thread = threading.Thread(target=body)
+    thread.start()
+    steps.reached.wait(WAIT)
+    receipt = hardstop.interrupt(thread)
+    steps.next("inside")
+    thread.join(WAIT)
+    assert critical.__name__ == "critical"
+    assert results == ["inside"]  # the call was not cut short; raised as it returned
+    assert receipt.delivered
+
+
+def test_the_decorator_refuses_what_it_cannot_call() -> None:
+    with pytest.raises(TypeError, match=r"^@hardstop.shielded decorates a function, not int 3\.$"):
+        hardstop.shielded(3)  # type: ignore[arg-type]
+
+
+def test_a_shield_object_cannot_be_entered_twice_at_once() -> None:
+    guard = hardstop.shield()
+    with guard:
+        with pytest.raises(RuntimeError, match=r"^This hardstop.shield\(\) is entered already: use one per with statement\.$"):
+            guard.__enter__()
+    with guard:  # and again once left
+        pass
+
+
+def test_a_deferred_request_can_be_cancelled_and_then_nothing_is_raised() -> None:
+    steps = Stepper()
+    raised: list[BaseException] = []
+
+    def body() -> None:
+        try:
+            with hardstop.shield():
+                steps.pause("inside")
+            steps.pause("after")
+        except BaseException as error:  # noqa: BLE001 - recording is the point
+            raised.append(error)
+
+    thread = threading.Thread(target=body)
+    thread.start()
+    steps.reached.wait(WAIT)
+    receipt = hardstop.interrupt(thread)
+    assert receipt.status == "deferred"
+    assert receipt.cancel() is True
+    assert receipt.status == "cancelled"
+    steps.next("inside")
+    steps.next("after")
+    thread.join(WAIT)
+    assert raised == []
+    assert_nothing_pending(thread.ident)
+
+
+def test_requests_held_by_a_shield_are_raised_in_order_one_per_handler() -> None:
+    steps = Stepper()
+    first, second = KeyError("first"), KeyError("second")
+    caught: list[BaseException] = []
+
+    def body() -> None:
+        try:
+            with hardstop.shield():
+                steps.pause("inside")
+        except KeyError as error:
+            caught.append(error)
+        try:
+            spin(threading.Event())
+        except KeyError as error:
+            caught.append(error)
+
+    thread = threading.Thread(target=body)
+    thread.start()
+    steps.reached.wait(WAIT)
+    receipts = [hardstop.interrupt(thread, first), hardstop.interrupt(thread, second)]
+    assert [r.status for r in receipts] == ["deferred", "deferred"]
+    steps.next("inside")
+    thread.join(WAIT)
+    assert caught == [first, second]
+    assert [r.status for r in receipts] == ["delivered", "delivered"]
+
+
+def spin_holding(lock: threading.Lock, counter: list[int]) -> None:
+    """The bare ``acquire(); try:`` form: a request can land between the two."""
+    lock.acquire()
+    try:
+        counter[0] += 1
+    finally:
+        lock.release()
+
+
+def with_lock(lock: threading.Lock, counter: list[int]) -> None:
+    with lock:
+        counter[0] += 1
+
+
+@hardstop.shielded
+def shielded_with_lock(lock: threading.Lock, counter: list[int]) -> None:
+    with lock:
+        counter[0] += 1
+
+
+def shielded_acquire(lock: threading.Lock, counter: list[int]) -> None:
+    with hardstop.shield():
+        spin_holding(lock, counter)
+
+
+def rain(critical, interrupted_wanted: int, give_up_after: int) -> tuple[int, int]:
+    """Interrupt a thread looping over ``critical`` until ``interrupted_wanted``
+    iterations were interrupted; return (interrupted, times the lock was left held)."""
+    lock = threading.Lock()
+    counter = [0]
+    leaks = [0]
+    interrupted = [0]
+
+    def on_interrupt() -> None:
+        interrupted[0] += 1
+        if lock.locked():
+            leaks[0] += 1
+            lock.release()
+
+    Rain(lambda: critical(lock, counter), on_interrupt).send(give_up_after, lambda: interrupted[0] >= interrupted_wanted)
+    return interrupted[0], leaks[0]
+
+
+@pytest.mark.parametrize("critical", [shielded_with_lock, shielded_acquire])
+def test_a_shielded_lock_is_never_left_held_under_a_rain_of_interrupts(critical) -> None:
+    interrupted, leaks = rain(critical, 2000, 10_000)
+    assert interrupted >= 2000
+    assert leaks == 0
+
+
+def test_the_unshielded_acquire_then_try_leaves_the_lock_held() -> None:
+    """The same rain on the unshielded form leaks the lock: what shields are for."""
+    interrupted, leaks = rain(spin_holding, 2000, 20_000)
+    print(f"{leaks} leaks in {interrupted} interrupted iterations")
+    assert interrupted >= 2000
+    assert leaks > 0
+
+
+@pytest.mark.skipif(sys.version_info[:2] != (3, 14), reason="only CPython 3.14 lets `with lock:` leak (fixed in 3.15)")
+def test_the_unshielded_with_lock_leaks_on_314() -> None:
+    interrupted, leaks = rain(with_lock, 5000, 5000)
+    assert leaks > 0
+
+
+def test_a_shield_left_open_by_an_ended_thread_holds_nothing_back() -> None:
+    """Shield state is per thread and ends with it: a new thread that gets the same
+    ident (glibc reuses them at once) is not shielded."""
+    ended = threading.Thread(target=lambda: hardstop.shield().__enter__())
+    ended.start()
+    ended.join(WAIT)
+    for _ in range(20):
+        with Target() as target:
+            receipt = hardstop.interrupt(target.thread)
+            assert receipt.status == "pending"
+            assert receipt.wait(WAIT)
+        if target.thread.ident == ended.ident:
+            break
