@@ -1,0 +1,524 @@
+"""Deadlines: their cost, their accuracy under load, and their overhead on guarded code.
+
+Run: python benchmarks/deadlines.py [--quick] [--batches B] [--rounds R] [--seed S]
+
+One process, three measurements, each against its goal:
+
+1. Cost of a deadline that does not fire: ``with hardstop.deadline(60): pass``
+   per block (creation, entry and exit, loop included, nothing subtracted),
+   median over batches, side by side with ``with stopit.ThreadingTimeout(60):
+   pass`` and with ``func_timeout.func_timeout(60, f)`` of a trivial ``f``,
+   which hardstop's ``@timeout(60)``-decorated ``f`` is compared with like for
+   like. Goal: under 2 us per block, and at least 50x cheaper than either peer.
+   A peer that cannot be imported is reported and left out.
+2. Accuracy of 10,000 concurrent deadlines in 50 threads: each thread nests 200
+   ``deadline_at()`` scopes (the outer ones due later), so that all 10,000 are
+   open at once, and blocks innermost in ``threading.Event().wait()``. The
+   deadlines are spread over ~2.5 s from a common start. As each scope's
+   ``DeadlineExceeded`` reaches it, the thread records ``time.monotonic() -
+   scope.when`` and waits again (``threading.Event().wait()`` in even threads,
+   ``hardstop.sleep(60)`` in odd ones) until the enclosing scope fires.
+   Reported: how many fired, median / p99 / max lateness in ms. Goal: p99 under
+   2 ms. Threads are joined with a time limit; hangs and stray exceptions are
+   reported with the stack of the thread.
+3. Overhead on guarded code while nothing fires: a pure-Python summing loop of
+   ~50 ms, plainly and inside one ``with hardstop.deadline(60):`` block (its
+   watchdog thread alive, as it is whenever a deadline is open), interleaved,
+   medians. For reference, the same loop under the ``sys.settrace`` recipe
+   ("KThread": a trace function checking a kill flag on every line), run on a
+   tenth of the iterations and compared per iteration. Goal: hardstop under 1%.
+
+It ends with a summary: figure, value, goal, met?
+The default run takes about a minute; ``--quick`` about 15 seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import os
+import platform
+import random
+import statistics
+import sys
+import threading
+import time
+import traceback
+import warnings
+
+import hardstop
+
+GOAL_BLOCK_US = 2.0
+GOAL_RATIO = 50.0
+GOAL_P99_MS = 2.0
+GOAL_OVERHEAD_PCT = 1.0
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def version_of(distribution: str) -> str:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "?"
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def percentile(sorted_values: list[float], fraction: float) -> float:
+    """Nearest-rank percentile of an already sorted list."""
+    if not sorted_values:
+        return float("nan")
+    rank = max(1, -(-int(fraction * 1_000_000) * len(sorted_values) // 1_000_000))
+    return sorted_values[min(rank, len(sorted_values)) - 1]
+
+
+def settle_threads(baseline: int, limit: float = 2.0) -> None:
+    """Let the helper threads a peer left behind (timers being cancelled) finish."""
+    end = time.monotonic() + limit
+    while threading.active_count() > baseline and time.monotonic() < end:
+        time.sleep(0.001)
+
+
+def check(met: bool) -> str:
+    return "yes" if met else "NO"
+
+
+# --------------------------------------------------------------------------- 1. cost per block
+
+
+def trivial() -> int:
+    return 1
+
+
+def load_peers() -> dict[str, object]:
+    peers: dict[str, object] = {}
+    try:
+        with warnings.catch_warnings():
+            # stopit imports pkg_resources, which warns that it is deprecated.
+            warnings.simplefilter("ignore")
+            import stopit
+        peers["stopit"] = stopit
+    except Exception as error:  # noqa: BLE001 - any import failure is reported, not fatal
+        print(f"  stopit left out: cannot import it: {type(error).__name__}: {error}")
+    try:
+        import func_timeout
+        peers["func_timeout"] = func_timeout
+    except Exception as error:  # noqa: BLE001
+        print(f"  func_timeout left out: cannot import it: {type(error).__name__}: {error}")
+    return peers
+
+
+def block_methods(peers: dict[str, object]) -> dict[str, object]:
+    deadline = hardstop.deadline
+
+    def hardstop_block(n: int) -> None:
+        for _ in range(n):
+            with deadline(60):
+                pass
+
+    decorated = hardstop.timeout(60)(trivial)
+
+    def hardstop_decorated(n: int) -> None:
+        for _ in range(n):
+            decorated()
+
+    def plain_call(n: int) -> None:
+        f = trivial
+        for _ in range(n):
+            f()
+
+    methods: dict[str, object] = {
+        "hardstop: with deadline(60): pass": hardstop_block,
+        "hardstop: @timeout(60) f()": hardstop_decorated,
+    }
+    if "stopit" in peers:
+        threading_timeout = peers["stopit"].ThreadingTimeout
+
+        def stopit_block(n: int) -> None:
+            for _ in range(n):
+                with threading_timeout(60):
+                    pass
+
+        methods["stopit: with ThreadingTimeout(60): pass"] = stopit_block
+    if "func_timeout" in peers:
+        call = peers["func_timeout"].func_timeout
+
+        def func_timeout_call(n: int) -> None:
+            for _ in range(n):
+                call(60, trivial)
+
+        methods["func_timeout: func_timeout(60, f)"] = func_timeout_call
+    methods["reference: plain call f()"] = plain_call
+    return methods
+
+
+def per_block_us(method, n: int) -> float:
+    t0 = time.perf_counter()
+    method(n)
+    return (time.perf_counter() - t0) / n * 1e6
+
+
+def measure_cost(batches: int, batch_seconds: float, summary: list) -> None:
+    print("\n1. Cost of a deadline that does not fire (60 s deadline around `pass`)")
+    peers = load_peers()
+    methods = block_methods(peers)
+    baseline = threading.active_count()
+    # Size each method's batch to about batch_seconds, from a short trial run.
+    sizes = {}
+    for name, method in methods.items():
+        method(10)  # warm up (starts hardstop's watchdog, imports lazily loaded parts)
+        settle_threads(baseline + 1)
+        estimate = per_block_us(method, 200 if name.startswith(("hardstop", "reference")) else 20)
+        sizes[name] = max(50, int(batch_seconds * 1e6 / max(estimate, 0.01)))
+        settle_threads(baseline + 1)
+    baseline = threading.active_count()  # now includes hardstop's watchdog
+    samples: dict[str, list[float]] = {name: [] for name in methods}
+    names = list(methods)
+    for round_index in range(batches):
+        # Rotate the order so that drift in the machine hits all alike.
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
+            samples[name].append(per_block_us(methods[name], sizes[name]))
+            settle_threads(baseline)
+    medians = {name: statistics.median(values) for name, values in samples.items()}
+    block = medians["hardstop: with deadline(60): pass"]
+    decorated = medians["hardstop: @timeout(60) f()"]
+    print(f"  {batches} batches of ~{batch_seconds * 1e3:.0f} ms per method, interleaved; "
+          "raw cost per block or call (loop included, nothing subtracted)")
+    print(f"  {'method':44} {'blocks/batch':>12} {'median us':>10} {'min us':>9} {'max us':>9} {'/ hardstop':>11}")
+    for name in names:
+        mine = decorated if "func_timeout" in name or "@timeout" in name or "plain call" in name else block
+        ratio = medians[name] / mine
+        print(f"  {name:44} {sizes[name]:12d} {medians[name]:10.3f} {min(samples[name]):9.3f} "
+              f"{max(samples[name]):9.3f} {ratio:10.1f}x")
+    print("  (/ hardstop: the block rows against hardstop's block, the call rows against its @timeout call)")
+    summary.append(("cost of a non-firing deadline block", f"{block:.3f} us", f"< {GOAL_BLOCK_US:g} us",
+                    check(block < GOAL_BLOCK_US)))
+    summary.append(("cost of a @timeout-decorated call", f"{decorated:.3f} us", "(for reference)", "-"))
+    stopit_name = "stopit: with ThreadingTimeout(60): pass"
+    func_name = "func_timeout: func_timeout(60, f)"
+    if stopit_name in medians:
+        ratio = medians[stopit_name] / block
+        summary.append(("stopit block / hardstop block", f"{ratio:.0f}x", f">= {GOAL_RATIO:g}x",
+                        check(ratio >= GOAL_RATIO)))
+    else:
+        summary.append(("stopit block / hardstop block", "not measured", f">= {GOAL_RATIO:g}x", "n/a"))
+    if func_name in medians:
+        ratio = medians[func_name] / decorated
+        summary.append(("func_timeout call / hardstop @timeout call", f"{ratio:.0f}x", f">= {GOAL_RATIO:g}x",
+                        check(ratio >= GOAL_RATIO)))
+        ratio = medians[func_name] / block
+        summary.append(("func_timeout call / hardstop block", f"{ratio:.0f}x", f">= {GOAL_RATIO:g}x",
+                        check(ratio >= GOAL_RATIO)))
+    else:
+        summary.append(("func_timeout call / hardstop call", "not measured", f">= {GOAL_RATIO:g}x", "n/a"))
+
+
+# --------------------------------------------------------------------------- 2. accuracy under load
+
+
+class Worker:
+    """One thread's nest of scopes and what it saw."""
+
+    def __init__(self, index: int, whens: list[float], rewait: str) -> None:
+        self.index = index
+        self.whens = whens  # outermost first, each earlier than the one before
+        self.rewait = rewait
+        self.late: list[float] = []  # (seconds) in the order the scopes fired, innermost first
+        self.errors: list[str] = []
+        self.scopes: list[hardstop.Deadline] = []
+        self.level = -1  # the level the thread is at, for a report if it hangs
+        self.thread: threading.Thread | None = None
+
+    def wait_for_enclosing(self, level: int) -> None:
+        """Block inside scope ``level - 1`` until it fires (which raises here)."""
+        self.level = level - 1
+        if self.rewait == "Event.wait":
+            threading.Event().wait()
+        else:
+            hardstop.sleep(60)
+        self.errors.append(f"level {level - 1}: the wait inside it ended without the deadline firing")
+
+    def nest(self, level: int, on_ready) -> None:
+        scope = hardstop.deadline_at(self.whens[level])
+        self.scopes.append(scope)
+        try:
+            with scope:
+                if level + 1 < len(self.whens):
+                    self.nest(level + 1, on_ready)
+                else:
+                    self.level = level
+                    on_ready()
+                    threading.Event().wait()
+                    self.errors.append(f"level {level}: Event().wait() returned without the deadline firing")
+        except hardstop.DeadlineExceeded as error:
+            late = time.monotonic() - scope.when
+            if error.scope is not scope:
+                self.errors.append(f"level {level}: caught the DeadlineExceeded of another scope: {error!r}")
+                raise
+            self.late.append(late)
+        else:
+            self.errors.append(f"level {level}: the block was left without DeadlineExceeded")
+        if level:
+            self.wait_for_enclosing(level)
+
+    def run(self, on_ready) -> None:
+        try:
+            self.nest(0, on_ready)
+        except BaseException as error:  # noqa: BLE001 - a stray exception is a finding, report it
+            self.errors.append(f"stray {type(error).__name__} at the top of the thread: {error!r}\n"
+                               + "".join(traceback.format_exception(error)[-6:]))
+        self.level = -2  # done
+
+
+def measure_accuracy(threads: int, depth: int, span: float, margin: float, seed: int, summary: list) -> None:
+    total = threads * depth
+    print(f"\n2. Accuracy: {total:,} concurrent deadlines, {threads} threads x {depth} nested "
+          f"deadline_at() scopes, spread over {span:g} s")
+    rng = random.Random(seed)
+    slot = span / total
+    start = time.monotonic() + margin
+    workers = []
+    for index in range(threads):
+        whens = []
+        for level in range(depth):
+            # Innermost levels of all threads first: slot k = (depth-1-level)*threads + index,
+            # each deadline at a random point of the middle 80% of its slot of span/total.
+            k = (depth - 1 - level) * threads + index
+            whens.append(start + (k + 0.1 + 0.8 * rng.random()) * slot)
+        workers.append(Worker(index, whens, "Event.wait" if index % 2 == 0 else "hardstop.sleep"))
+    last_when = max(w.whens[0] for w in workers)
+
+    ready_lock = threading.Lock()
+    ready_times: list[float] = []
+    all_ready = threading.Event()
+
+    def on_ready() -> None:
+        with ready_lock:
+            ready_times.append(time.monotonic())
+            if len(ready_times) == threads:
+                all_ready.set()
+
+    unraisable: list[str] = []
+    previous_hook = sys.unraisablehook
+
+    def hook(info) -> None:
+        unraisable.append(f"{info.err_msg or 'unraisable'}: {info.exc_type.__name__}: {info.exc_value!r}")
+        previous_hook(info)
+
+    sys.unraisablehook = hook
+    old_limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(old_limit, depth * 3 + 200))
+    try:
+        for worker in workers:
+            worker.thread = threading.Thread(target=worker.run, args=(on_ready,),
+                                             name=f"deadline-worker-{worker.index}", daemon=True)
+            worker.thread.start()
+        all_ready.wait(max(0.0, start - time.monotonic()))
+        opened_by = max(ready_times) if len(ready_times) == threads else None
+        join_until = last_when + 5.0
+        for worker in workers:
+            worker.thread.join(max(0.0, join_until - time.monotonic()))
+    finally:
+        sys.setrecursionlimit(old_limit)
+        sys.unraisablehook = previous_hook
+
+    hung = [w for w in workers if w.thread.is_alive()]
+    late = sorted(x for w in workers for x in w.late)
+    fired = sum(1 for w in workers for s in w.scopes if s.expired)
+    entered = sum(len(w.scopes) for w in workers)
+    errors = [(w.index, e) for w in workers for e in w.errors]
+    if opened_by is not None:
+        print(f"  all {total:,} open at once: yes, the last thread was in place "
+              f"{(start - opened_by) * 1e3:.0f} ms before the first deadline")
+    else:
+        print(f"  all {total:,} open at once: NO, only {len(ready_times)} of {threads} threads were in place "
+              "when the first deadline came")
+    by_kind: dict[str, list[float]] = {}
+    for w in workers:
+        # w.late[0] is the innermost scope, woken from Event().wait() in every thread.
+        by_kind.setdefault("innermost, in Event.wait", []).extend(w.late[:1])
+        by_kind.setdefault(f"enclosing, in {w.rewait}", []).extend(w.late[1:])
+    print(f"  {'deadlines':34} {'count':>6} {'median ms':>10} {'p99 ms':>8} {'max ms':>8} {'> 2 ms':>7}")
+
+    def row(name: str, values: list[float]) -> None:
+        values = sorted(values)
+        if not values:
+            print(f"  {name:34} {0:6d}")
+            return
+        over = sum(1 for v in values if v > GOAL_P99_MS / 1e3)
+        print(f"  {name:34} {len(values):6d} {statistics.median(values) * 1e3:10.3f} "
+              f"{percentile(values, 0.99) * 1e3:8.3f} {values[-1] * 1e3:8.3f} {over:7d}")
+
+    row("all (lateness when caught)", late)
+    for name in sorted(by_kind):
+        row(f"  {name}", by_kind[name])
+    early = sum(1 for v in late if v < 0)
+    print(f"  entered {entered:,}, fired {fired:,} (scope.expired), lateness recorded for {len(late):,}; "
+          f"caught early: {early}; threads hung: {len(hung)}; stray errors: {len(errors)}; "
+          f"unraisable: {len(unraisable)}")
+    for index, error in errors[:10]:
+        print(f"  ! thread {index}: {error}")
+    if len(errors) > 10:
+        print(f"  ! ... {len(errors) - 10} more errors")
+    for message in unraisable[:5]:
+        print(f"  ! unraisable: {message}")
+    frames = sys._current_frames()
+    for w in hung[:5]:
+        stack = "".join(traceback.format_stack(frames.get(w.thread.ident))[-4:]) if w.thread.ident in frames else ""
+        print(f"  ! thread {w.index} ({w.rewait}) still alive at level {w.level}, "
+              f"{len(w.late)} of {depth} caught; its stack:\n{stack}")
+    p99 = percentile(late, 0.99) * 1e3 if late else float("nan")
+    complete = fired == total and len(late) == total and not hung and not errors
+    summary.append((f"deadlines fired of {total:,} concurrent", f"{fired:,} ({len(late):,} caught)", f"{total:,}",
+                    check(complete)))
+    summary.append(("median lateness", f"{statistics.median(late) * 1e3:.3f} ms" if late else "n/a",
+                    "(for reference)", "-"))
+    summary.append(("p99 lateness", f"{p99:.3f} ms", f"< {GOAL_P99_MS:g} ms", check(complete and p99 < GOAL_P99_MS)))
+
+
+# --------------------------------------------------------------------------- 3. overhead on guarded code
+
+
+def work(n: int) -> int:
+    total = 0
+    for i in range(n):
+        total += i
+    return total
+
+
+class KillFlag:
+    """The KThread recipe's trace functions: check a kill flag on every line event."""
+
+    def __init__(self) -> None:
+        self.killed = False
+
+    def globaltrace(self, frame, event, arg):
+        return self.localtrace if event == "call" else None
+
+    def localtrace(self, frame, event, arg):
+        if self.killed and event == "line":
+            raise SystemExit
+        return self.localtrace
+
+
+def run_plain(n: int) -> float:
+    t0 = time.perf_counter()
+    work(n)
+    return time.perf_counter() - t0
+
+
+def run_deadline(n: int) -> float:
+    t0 = time.perf_counter()
+    with hardstop.deadline(60):
+        work(n)
+    return time.perf_counter() - t0
+
+
+def run_settrace(n: int) -> float:
+    flag = KillFlag()
+    t0 = time.perf_counter()
+    sys.settrace(flag.globaltrace)
+    try:
+        work(n)
+    finally:
+        sys.settrace(None)
+    return time.perf_counter() - t0
+
+
+def measure_overhead(rounds: int, trace_runs: int, loop_ms: float, summary: list) -> None:
+    print(f"\n3. Overhead on guarded code while nothing fires (a ~{loop_ms:g} ms pure-Python loop)")
+    run_plain(100_000)
+    probe = min(run_plain(200_000) for _ in range(3))
+    n = max(10_000, int(200_000 * loop_ms / 1e3 / probe))
+    runs = {"plain": [], "guarded": [], "control": []}
+    methods = {"plain": run_plain, "guarded": run_deadline, "control": run_plain}
+    order = list(runs)
+    for index in range(rounds):
+        # Rotate the order, so that a trend in the machine's speed hits all alike.
+        shift = index % len(order)
+        for name in order[shift:] + order[:shift]:
+            runs[name].append(methods[name](n))
+    plain, guarded, control = runs["plain"], runs["guarded"], runs["control"]
+    with hardstop.deadline(60):
+        watchdog = any(t.name == "hardstop-watchdog" and t.is_alive() for t in threading.enumerate())
+    n_trace = max(1_000, n // 10)
+    traced = []
+    plain_small = []
+    for _ in range(trace_runs):
+        plain_small.append(run_plain(n_trace))
+        traced.append(run_settrace(n_trace))
+    plain_ms = statistics.median(plain) * 1e3
+    guarded_ms = statistics.median(guarded) * 1e3
+    control_ms = statistics.median(control) * 1e3
+    slowdown = (guarded_ms / plain_ms - 1) * 100
+    # Paired per round: its median is a second estimate, robust to drift.
+    paired = statistics.median((g / p - 1) * 100 for g, p in zip(guarded, plain))
+    paired_control = statistics.median((c / p - 1) * 100 for c, p in zip(control, plain))
+    trace_ratio = statistics.median(traced) / statistics.median(plain_small)
+    print(f"  {n:,} iterations, {rounds} rounds of each, order rotated; hardstop's watchdog thread alive "
+          f"during the guarded runs: {check(watchdog)}")
+    print(f"  {'how the loop runs':44} {'median ms':>10} {'min ms':>8} {'slowdown':>9} {'paired':>8}")
+    print(f"  {'plain':44} {plain_ms:10.3f} {min(plain) * 1e3:8.3f}")
+    print(f"  {'inside with hardstop.deadline(60):':44} {guarded_ms:10.3f} {min(guarded) * 1e3:8.3f} "
+          f"{slowdown:+8.2f}% {paired:+7.2f}%")
+    print(f"  {'plain again (control: the noise floor)':44} {control_ms:10.3f} {min(control) * 1e3:8.3f} "
+          f"{(control_ms / plain_ms - 1) * 100:+8.2f}% {paired_control:+7.2f}%")
+    print(f"  {'sys.settrace kill-flag recipe (KThread)':44} {statistics.median(traced) * 1e3 * n / n_trace:10.3f} "
+          f"{min(traced) * 1e3 * n / n_trace:8.3f} {(trace_ratio - 1) * 100:+8.0f}%")
+    print(f"  (slowdown: of the medians; paired: median of the per-round ratios to the plain run. "
+          f"settrace: {trace_runs} runs of {n_trace:,} iterations against plain runs of that length, "
+          f"scaled to {n:,})")
+    summary.append(("slowdown of a loop inside a deadline", f"{slowdown:+.2f}%", f"< {GOAL_OVERHEAD_PCT:g}%",
+                    check(slowdown < GOAL_OVERHEAD_PCT)))
+    summary.append(("slowdown under the settrace recipe", f"{(trace_ratio - 1) * 100:+.0f}%", "(for reference)", "-"))
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a ~15 s run: fewer batches and rounds")
+    parser.add_argument("--batches", type=int, help="batches per method in 1 (default 25; quick 7)")
+    parser.add_argument("--rounds", type=int, help="runs of each loop in 3 (default 150; quick 40)")
+    parser.add_argument("--threads", type=int, default=50)
+    parser.add_argument("--depth", type=int, default=200, help="nested deadlines per thread")
+    parser.add_argument("--span", type=float, default=2.5, help="seconds over which the deadlines fall")
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    batches = args.batches or (7 if args.quick else 25)
+    rounds = args.rounds or (40 if args.quick else 150)
+    trace_runs = 3 if args.quick else 5
+    batch_seconds = 0.05 if args.quick else 0.1
+
+    began = time.monotonic()
+    print(f"{platform.python_implementation()} {platform.python_version()} ({sys.executable}), "
+          f"{platform.system()} {platform.release()} {platform.machine()}")
+    print(f"{cpu_model()}, {os.cpu_count()} CPUs; hardstop {version_of('hardstop')}, "
+          f"stopit {version_of('stopit')}, func-timeout {version_of('func-timeout')}, "
+          f"setuptools {version_of('setuptools')}")
+    summary: list[tuple[str, str, str, str]] = []
+    measure_cost(batches, batch_seconds, summary)
+    measure_accuracy(args.threads, args.depth, args.span, 1.0, args.seed, summary)
+    measure_overhead(rounds, trace_runs, 50.0, summary)
+
+    print(f"\nSummary ({time.monotonic() - began:.0f} s in all)")
+    print(f"  {'figure':44} {'value':>20} {'goal':>16} {'met?':>5}")
+    for figure, value, goal, met in summary:
+        print(f"  {figure:44} {value:>20} {goal:>16} {met:>5}")
+
+
+if __name__ == "__main__":
+    main()
