@@ -467,13 +467,29 @@ def deliver(cls, *args):
         return base(*args)
     receipt = candidate
     del _armed[ident]
-    _finish(receipt, DELIVERED, None)
-    _handling[ident] = <Py_ssize_t><PyObject *>receipt.exception   # the next waits until it is handled
+    _delivered(receipt, ident)
     if _SHARED_FLAG and _armed:
         _resignal_armed()   # CPython has just reset the flag other armed threads need
+    return receipt.exception
+
+
+cdef void _delivered(Receipt receipt, unsigned long ident) except *:
+    _finish(receipt, DELIVERED, None)
+    _handling[ident] = <Py_ssize_t><PyObject *>receipt.exception   # the next waits until it is handled
     if receipt._scope is not None:
         _expiry_delivered(<Deadline>receipt._scope)
-    return receipt.exception
+
+
+cdef void _raise_armed_now(unsigned long ident) except *:
+    """Raise here, in the calling thread, the request of ours armed in its slot."""
+    cdef Receipt receipt = _armed.get(ident)
+    if receipt is None or not _disarm(ident, receipt._carrier):
+        return
+    del _armed[ident]
+    if _SHARED_FLAG:
+        _reset_shared_flag()   # the slot was emptied by us, not by CPython
+    _delivered(receipt, ident)
+    raise receipt.exception
 
 
 def pump():
@@ -722,16 +738,10 @@ from heapq import heappush as _heappush, heappop as _heappop, heapify as _heapif
 from hardstop._errors import DeadlineExceeded, _DeadlinePassed
 
 cdef double _INF = float("inf")
-# 3.14+ call __enter__ with an ordinary CALL that checks for pending exceptions
-# after it returns and *before* the with statement protects its body: an expiry
-# raised there leaves the block without __exit__, unconverted. The watchdog does
-# not fire while the thread sits at that instruction.
-cdef bint _ENTRY_WINDOW = PY_VERSION_HEX >= 0x030E0000
 # A deadline is level-triggered: when its expiry was raised and the block still
 # runs (the exception was swallowed, maybe by CPython itself in a finalizer),
 # it fires again this long after.
 cdef double _REFIRE_AFTER = 0.01
-cdef double _ENTRY_RETRY = 0.0005
 
 cdef list _heap = []          # (when, entry number, Deadline): the watchdog's queue
 cdef Py_ssize_t _entries = 0  # numbers the entries, so that equal times never compare scopes
@@ -783,9 +793,7 @@ cdef class Deadline:
     cdef bint _in_heap
     cdef Py_ssize_t _entry
     cdef list _receipts
-    cdef object _frame      # the frame of the with statement, while the block runs
-    cdef object _lasti      # its instruction calling __enter__ (3.14+)
-    cdef object _code
+    cdef object _code       # of the with statement's frame, and its line: for messages
     cdef int _line
 
     def __init__(self):
@@ -805,6 +813,14 @@ cdef class Deadline:
             except BaseException:
                 _watchdog_running = False
                 raise
+        # 3.14+ call __enter__ with an ordinary CALL, and check for a pending
+        # exception after it returns, before the with statement protects its
+        # body: one armed before this call would be raised there, leaving this
+        # scope open with nobody to close it. Raise it here instead, before
+        # anything is entered. (One armed while the thread waits for the GIL at
+        # that check is raised at the next check, inside the body: 3.13+ test a
+        # snapshot of the eval breaker taken before they let the GIL go.)
+        _raise_armed_now(ident)
         scopes = _own_scopes(ident)
         self._entered = self._open = True
         self._ident = ident
@@ -813,11 +829,8 @@ cdef class Deadline:
         self._receipts = []
         frame = PyEval_GetFrame()
         if frame != NULL:
-            self._frame = <object><PyObject *>frame
             self._line = PyFrame_GetLineNumber(frame)
-            self._code = self._frame.f_code
-            if _ENTRY_WINDOW:
-                self._lasti = self._frame.f_lasti
+            self._code = (<object><PyObject *>frame).f_code
         if self.when < _INF:
             _schedule(self, self.when)
         return self
@@ -841,7 +854,6 @@ cdef class Deadline:
         scopes = _scopes.get(self._ident)
         if scopes is not None:
             scopes.depth = self._level - 1
-        self._frame = None   # it may hold this scope in its locals: no cycle left behind
 
     cdef void _unschedule(self):
         global _stale
@@ -955,16 +967,13 @@ def due_deadlines(double now):
 
 
 class NotFired(Exception):
-    """``fire()`` did nothing: the scope was left, or fires a little later."""
+    """``fire()`` did nothing: the scope was left or withdrawn."""
 
 
 def fire(Deadline scope):
     """Arm (or queue) the expiry of ``scope`` in its thread; return the Receipt."""
     if not scope._open or scope._withdrawn:
         raise NotFired("left")
-    if _ENTRY_WINDOW and _entering(scope):
-        _schedule(scope, _monotonic() + _ENTRY_RETRY)
-        raise NotFired("entering")
     receipt = _arm_request(None, scope._ident, _DeadlinePassed(scope), _expiry_carrier, scope._level, scope)
     scope._expired = True
     scope._receipts.append(receipt)
@@ -975,14 +984,6 @@ def retry_later(Deadline scope, double delay):
     """Fire ``scope`` again after ``delay`` seconds (its thread could not be armed)."""
     if scope._open and not scope._withdrawn and not scope._in_heap:
         _schedule(scope, _monotonic() + delay)
-
-
-cdef bint _entering(Deadline scope) except -1:
-    """Is the thread still at the instruction that called the scope's __enter__?"""
-    if scope._frame is None:
-        return False
-    frame = current_frame(scope._ident)
-    return frame is scope._frame and frame.f_lasti == scope._lasti
 
 
 def claim_watchdog():

@@ -66,6 +66,7 @@ def kill(thread: threading.Thread, timeout: float = 5.0, exc: object = Interrupt
     start = time.monotonic()
     end = start + seconds
     receipts: list[Receipt] = []
+    last_sent = start
 
     def result(stopped: bool, reason: str, stack: str | None = None) -> KillResult:
         return KillResult(thread, stopped, len(receipts), time.monotonic() - start, reason, stack, tuple(receipts))
@@ -78,6 +79,7 @@ def kill(thread: threading.Thread, timeout: float = 5.0, exc: object = Interrupt
                 receipts.append(interrupt(thread, exc))
             except ThreadNotFound:
                 break  # it ended just now
+            last_sent = time.monotonic()
         remaining = end - time.monotonic()
         if remaining <= 0:
             break
@@ -90,7 +92,7 @@ def kill(thread: threading.Thread, timeout: float = 5.0, exc: object = Interrupt
     for receipt in receipts[:-1]:
         receipt.cancel()  # none left behind to land once it is out of its handler
     frame = current_frame(thread.ident or 0)
-    return result(False, _why_alive(receipts, thread, seconds, frame), _stack(frame))
+    return result(False, _why_alive(receipts, thread, time.monotonic() - last_sent, frame), _stack(frame))
 
 
 def _swallowed(receipt: Receipt, thread: threading.Thread) -> bool:
@@ -98,28 +100,28 @@ def _swallowed(receipt: Receipt, thread: threading.Thread) -> bool:
     return receipt.delivered and not still_handling(thread.ident or 0)
 
 
-def _why_alive(receipts: list[Receipt], thread: threading.Thread, seconds: float, frame: FrameType | None) -> str:
+def _why_alive(receipts: list[Receipt], thread: threading.Thread, age: float, frame: FrameType | None) -> str:
     where = _where(frame)
-    receipt = receipts[-1]
-    status = receipt.status
-    if status == "deferred":
+    last = receipts[-1]
+    caught = sum(receipt.delivered for receipt in receipts)
+    if last.status == "deferred":
         return f"It is inside a hardstop.shield() ({where}), which holds the interrupt back until it leaves."
-    if status == "delivered":
-        if still_handling(thread.ident or 0):
-            return f"It raised the interrupt and is still handling it, in an except or finally block ({where})."
-        caught = sum(r.delivered for r in receipts)
+    if still_handling(thread.ident or 0):
+        return f"It raised the interrupt and is still handling it, in an except or finally block ({where})."
+    if caught:
         return f"It caught the interrupt and went on, {caught} time{'s' if caught != 1 else ''} ({where})."
-    if status == "pending":
-        return (f"The interrupt has been armed for {seconds:g} s and not raised: the thread ran no Python code "
-                f"since ({where}). {_blocked_why(thread)} Wake attempt: {receipt.wake}.")
-    return f"The last interrupt ended {status}: {receipt.reason} ({where})."
+    if last.status == "pending":
+        return (f"The interrupt was armed {age:.2f} s ago and has not been raised: the thread has run no "
+                f"Python code since ({where}). {_blocked_why(thread)}")
+    return f"The last interrupt ended {last.status}: {last.reason} ({where})."
 
 
 def _blocked_why(thread: threading.Thread) -> str:
     if thread is threading.main_thread():
         return "It is blocked in a call that the wake signal does not end, or the signal is turned off."
     return ("It is blocked in a call into C that CPython cannot interrupt in a non-main thread "
-            "(time.sleep, Lock.acquire, socket or file I/O, a C extension); it raises the interrupt when that call returns.")
+            "(time.sleep, Lock.acquire, socket or file I/O, a C extension); the interrupt stays armed and is "
+            "raised when that call returns.")
 
 
 def _where(frame: FrameType | None) -> str:
