@@ -475,37 +475,38 @@ class KillFlag:
         return self.localtrace
 
 
-def run_plain(n: int) -> float:
-    t0 = time.perf_counter()
+def run_plain(n: int) -> tuple[float, float]:
+    """Wall-clock and thread CPU seconds of one run of the loop."""
+    t0, c0 = time.perf_counter(), time.thread_time()
     work(n)
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.thread_time() - c0
 
 
-def run_deadline(n: int) -> float:
-    t0 = time.perf_counter()
+def run_deadline(n: int) -> tuple[float, float]:
+    t0, c0 = time.perf_counter(), time.thread_time()
     with hardstop.deadline(60):
         work(n)
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.thread_time() - c0
 
 
-def run_settrace(n: int) -> float:
+def run_settrace(n: int) -> tuple[float, float]:
     flag = KillFlag()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.thread_time()
     sys.settrace(flag.globaltrace)
     try:
         work(n)
     finally:
         sys.settrace(None)
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.thread_time() - c0
 
 
 def measure_overhead(rounds: int, trace_runs: int, loop_ms: float, summary: list) -> None:
     print(f"\n3. Overhead on guarded code while nothing fires (a ~{loop_ms:g} ms pure-Python loop)")
     print(f"  before: {load()}")
     run_plain(100_000)
-    probe = min(run_plain(200_000) for _ in range(3))
+    probe = min(run_plain(200_000)[0] for _ in range(3))
     n = max(10_000, int(200_000 * loop_ms / 1e3 / probe))
-    runs = {"plain": [], "guarded": [], "control": []}
+    runs: dict[str, list[tuple[float, float]]] = {"plain": [], "guarded": [], "control": []}
     methods = {"plain": run_plain, "guarded": run_deadline, "control": run_plain}
     order = list(runs)
     for index in range(rounds):
@@ -513,23 +514,25 @@ def measure_overhead(rounds: int, trace_runs: int, loop_ms: float, summary: list
         shift = index % len(order)
         for name in order[shift:] + order[:shift]:
             runs[name].append(methods[name](n))
-    plain, guarded, control = runs["plain"], runs["guarded"], runs["control"]
     with hardstop.deadline(60):
         watchdog = any(t.name == "hardstop-watchdog" and t.is_alive() for t in threading.enumerate())
     n_trace = max(1_000, n // 10)
-    traced = []
-    plain_small = []
+    runs["traced"], runs["plain, short"] = [], []
     for _ in range(trace_runs):
-        plain_small.append(run_plain(n_trace))
-        traced.append(run_settrace(n_trace))
-    plain_ms = statistics.median(plain) * 1e3
-    guarded_ms = statistics.median(guarded) * 1e3
-    control_ms = statistics.median(control) * 1e3
-    slowdown = (guarded_ms / plain_ms - 1) * 100
-    # Paired per round: its median is a second estimate, robust to drift.
-    paired = statistics.median((g / p - 1) * 100 for g, p in zip(guarded, plain))
-    paired_control = statistics.median((c / p - 1) * 100 for c, p in zip(control, plain))
-    trace_ratio = statistics.median(traced) / statistics.median(plain_small)
+        runs["plain, short"].append(run_plain(n_trace))
+        runs["traced"].append(run_settrace(n_trace))
+    wall = {name: [w for w, _ in values] for name, values in runs.items()}
+    cpu = {name: [c for _, c in values] for name, values in runs.items()}
+    plain, guarded = wall["plain"], wall["guarded"]
+
+    def slowdown_of(series: dict, name: str, base: str = "plain") -> float:
+        return (statistics.median(series[name]) / statistics.median(series[base]) - 1) * 100
+
+    def paired_of(name: str) -> float:
+        return statistics.median((a / b - 1) * 100 for a, b in zip(wall[name], wall["plain"]))
+
+    slowdown = slowdown_of(wall, "guarded")
+    trace_slowdown = slowdown_of(wall, "traced", "plain, short")
     # 95% interval of the slowdown, by resampling the rounds (pairs kept together).
     rng = random.Random(0)
     resampled = []
@@ -541,24 +544,32 @@ def measure_overhead(rounds: int, trace_runs: int, loop_ms: float, summary: list
     low, high = resampled[25], resampled[974]
     print(f"  {n:,} iterations, {rounds} rounds of each, order rotated; hardstop's watchdog thread alive "
           f"during the guarded runs: {check(watchdog)}")
-    print(f"  {'how the loop runs':44} {'median ms':>10} {'min ms':>8} {'slowdown':>9} {'paired':>8}")
-    print(f"  {'plain':44} {plain_ms:10.3f} {min(plain) * 1e3:8.3f}")
-    print(f"  {'inside with hardstop.deadline(60):':44} {guarded_ms:10.3f} {min(guarded) * 1e3:8.3f} "
-          f"{slowdown:+8.2f}% {paired:+7.2f}%")
-    print(f"  {'plain again (control: the noise floor)':44} {control_ms:10.3f} {min(control) * 1e3:8.3f} "
-          f"{(control_ms / plain_ms - 1) * 100:+8.2f}% {paired_control:+7.2f}%")
-    print(f"  {'sys.settrace kill-flag recipe (KThread)':44} {statistics.median(traced) * 1e3 * n / n_trace:10.3f} "
-          f"{min(traced) * 1e3 * n / n_trace:8.3f} {(trace_ratio - 1) * 100:+8.0f}%")
-    print(f"  (slowdown: of the medians; paired: median of the per-round ratios to the plain run. "
-          f"settrace: {trace_runs} runs of {n_trace:,} iterations against plain runs of that length, "
-          f"scaled to {n:,})")
+    print(f"  {'how the loop runs':42} {'median ms':>10} {'min ms':>8} {'slowdown':>9} {'paired':>8} "
+          f"{'CPU ms':>8} {'CPU slowdown':>12}")
+    rows = [("plain", "plain"), ("inside with hardstop.deadline(60):", "guarded"),
+            ("plain again (control: the noise floor)", "control")]
+    for label, name in rows:
+        median_ms, min_ms = statistics.median(wall[name]) * 1e3, min(wall[name]) * 1e3
+        cpu_ms = statistics.median(cpu[name]) * 1e3
+        if name == "plain":
+            print(f"  {label:42} {median_ms:10.3f} {min_ms:8.3f} {'':9} {'':8} {cpu_ms:8.3f}")
+        else:
+            print(f"  {label:42} {median_ms:10.3f} {min_ms:8.3f} {slowdown_of(wall, name):+8.2f}% "
+                  f"{paired_of(name):+7.2f}% {cpu_ms:8.3f} {slowdown_of(cpu, name):+11.2f}%")
+    scale = n / n_trace
+    print(f"  {'sys.settrace kill-flag recipe (KThread)':42} {statistics.median(wall['traced']) * 1e3 * scale:10.3f} "
+          f"{min(wall['traced']) * 1e3 * scale:8.3f} {trace_slowdown:+8.0f}% {'':8} "
+          f"{statistics.median(cpu['traced']) * 1e3 * scale:8.3f} {slowdown_of(cpu, 'traced', 'plain, short'):+11.0f}%")
+    print(f"  (slowdown: of the medians; paired: median of the per-round ratios to the plain run; CPU: this "
+          f"thread's CPU time, which leaves out the time the OS ran something else. settrace: {trace_runs} "
+          f"runs of {n_trace:,} iterations against plain runs of that length, scaled to {n:,})")
     print(f"  95% interval of the slowdown (resampling the rounds): {low:+.2f}% .. {high:+.2f}%"
           + ("; it straddles the goal: this machine is too noisy to tell" if low < GOAL_OVERHEAD_PCT <= high
              else ""))
     summary.append(("slowdown of a loop inside a deadline", f"{slowdown:+.2f}% [{low:+.1f}..{high:+.1f}]",
                     f"< {GOAL_OVERHEAD_PCT:g}%",
                     check(slowdown < GOAL_OVERHEAD_PCT) + ("*" if low < GOAL_OVERHEAD_PCT <= high else "")))
-    summary.append(("slowdown under the settrace recipe", f"{(trace_ratio - 1) * 100:+.0f}%", "(for reference)", "-"))
+    summary.append(("slowdown under the settrace recipe", f"{trace_slowdown:+.0f}%", "(for reference)", "-"))
 
 
 # --------------------------------------------------------------------------- main
