@@ -677,16 +677,18 @@ cdef void _hold_armed(unsigned long ident) except *:
 
 cdef void _release_held(unsigned long ident) except *:
     """A scope was left: arm at once what its shield held back, if anything."""
+    cdef PyThreadState *ts = NULL
     queue = _queued.get(ident)
     if not queue or ident in _armed:
         return
     free = [receipt for receipt in queue if not _held(receipt)]
     if not free:
         return
-    # More than one, or a handler still running: the pump takes over after this
-    # one. Started first, since it is Python code and this thread raises what
-    # gets armed at its next check.
-    if (len(free) > 1 or ident in _handling) and _start_pump is not None and claim_pump():
+    # More than one, or a handler of ours still running: the pump takes over
+    # after this one. Started first, since it is Python code and this thread
+    # raises what gets armed at its next check.
+    busy = _count_states(ident, &ts) != 1 or _still_handling(ident, ts)
+    if (len(free) > 1 or busy) and _start_pump is not None and claim_pump():
         _start_pump()
     _arm_next(ident)
 

@@ -111,11 +111,17 @@ def test_a_wait_inside_a_shield_is_not_woken() -> None:
     assert outcome == [True, "raised"]
 
 
-def test_an_interrupt_armed_just_before_the_shield_never_lands_inside_it() -> None:
+def test_an_interrupt_armed_just_before_the_shield_never_lands_inside_it(monkeypatch) -> None:
     """The thread arms its own slot and enters a shield at once, thousands of times:
-    the exception lands before the shield or as it is left, never inside."""
+    the exception lands before the shield or as it is left, never inside.
+
+    CPython swallows one that lands in a finalizer, such as threading's WeakSet
+    callback when an old Thread object is freed (docs/known-issues.md): counted
+    apart."""
     me = threading.current_thread()
     where: list[str] = []
+    swallowed: list[object] = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda unraisable: swallowed.append(unraisable.exc_value))
     for _ in range(3000):
         step = "before"
         try:
@@ -130,7 +136,8 @@ def test_an_interrupt_armed_just_before_the_shield_never_lands_inside_it() -> No
         except hardstop.Interrupted:
             where.append(step)
     assert "inside" not in where
-    assert len(where) == 3000
+    assert all(isinstance(error, hardstop.Interrupted) for error in swallowed)
+    assert len(where) + len(swallowed) == 3000
     assert_nothing_pending(me.ident)
 
 
