@@ -744,6 +744,8 @@ cdef double _INF = float("inf")
 # runs (the exception was swallowed, maybe by CPython itself in a finalizer),
 # it fires again this long after.
 cdef double _REFIRE_AFTER = 0.01
+cdef double _SUSPENDED_RETRY = 0.05
+cdef int _SUSPENDABLE = 0x20 | 0x80 | 0x200   # CO_GENERATOR, CO_COROUTINE, CO_ASYNC_GENERATOR
 
 cdef list _heap = []          # (when, entry number, Deadline): the watchdog's queue
 cdef Py_ssize_t _entries = 0  # numbers the entries, so that equal times never compare scopes
@@ -795,7 +797,8 @@ cdef class Deadline:
     cdef bint _in_heap
     cdef Py_ssize_t _entry
     cdef list _receipts
-    cdef object _code       # of the with statement's frame, and its line: for messages
+    cdef object _frame      # of the with statement, while the block is open
+    cdef object _code       # and its code and line, for messages
     cdef int _line
 
     def __init__(self):
@@ -831,8 +834,9 @@ cdef class Deadline:
         self._receipts = []
         frame = PyEval_GetFrame()
         if frame != NULL:
+            self._frame = <object><PyObject *>frame
             self._line = PyFrame_GetLineNumber(frame)
-            self._code = (<object><PyObject *>frame).f_code
+            self._code = self._frame.f_code
         if self.when < _INF:
             _schedule(self, self.when)
         return self
@@ -845,7 +849,7 @@ cdef class Deadline:
             raise DeadlineExceeded(self) from value
         return False
 
-    cdef void _close(self) except *:
+    cdef void _close(self, bint restore_depth=True) except *:
         cdef _ThreadScopes scopes
         self._open = False
         self._unschedule()
@@ -853,8 +857,9 @@ cdef class Deadline:
             if (<Receipt>receipt)._status is PENDING:
                 receipt.cancel()
         self._receipts = None
+        self._frame = None   # its locals may hold this scope: no cycle left behind
         scopes = _scopes.get(self._ident)
-        if scopes is not None:
+        if scopes is not None and restore_depth:
             scopes.depth = self._level - 1
 
     cdef void _unschedule(self):
@@ -976,10 +981,30 @@ def fire(Deadline scope):
     """Arm (or queue) the expiry of ``scope`` in its thread; return the Receipt."""
     if not scope._open or scope._withdrawn:
         raise NotFired("left")
+    if scope._frame is not None and not _on_stack(scope._frame, scope._ident):
+        if scope._frame.f_code.co_flags & _SUSPENDABLE:
+            # A generator or coroutine suspended inside the block: not now.
+            retry_later(scope, _SUSPENDED_RETRY)
+            raise NotFired("suspended")
+        # Its function returned or raised without the with statement calling
+        # __exit__: an exception escaped the block (CPython's back-edge bug on
+        # 3.11-3.14, or a signal handler's exception right after __enter__ on
+        # 3.14+). The block is gone: never raise for it anywhere else.
+        scope._close(False)
+        raise NotFired("abandoned")
     receipt = _arm_request(None, scope._ident, _DeadlinePassed(scope), _expiry_carrier, scope._level, scope)
     scope._expired = True
     scope._receipts.append(receipt)
     return receipt
+
+
+cdef bint _on_stack(object frame, unsigned long ident) except -1:
+    current = current_frame(ident)
+    while current is not None:
+        if current is frame:
+            return True
+        current = current.f_back
+    return False
 
 
 def retry_later(Deadline scope, double delay):

@@ -400,3 +400,44 @@ def test_after_fork_the_child_has_a_working_watchdog_and_nothing_inherited() -> 
                             capture_output=True, text=True, timeout=WAIT * 3)
     assert result.stdout.split("\n") == ["parent raised it as its shield ended", "child 0", ""], result.stdout + result.stderr
     assert "Traceback" not in result.stderr, result.stderr
+
+
+def loop_in_the_with_statements_own_frame() -> None:
+    with hardstop.deadline(FAST):
+        while True:
+            pass
+
+
+def test_an_expiry_escaping_its_block_through_cpythons_back_edge_bug_never_strays() -> None:
+    """On 3.11-3.14 an exception raised at a loop's backward jump can skip the
+    handlers of its own frame (gh-108214, gh-139622): the expiry then leaves the
+    block unconverted, without __exit__. The scope must not fire again anywhere."""
+    with pytest.raises((hardstop.DeadlineExceeded, _DeadlinePassed)) as caught:
+        loop_in_the_with_statements_own_frame()
+    print(f"{sys.version_info[:2]}: {type(caught.value).__name__}")
+    spin(threading.Event(), 0.3)  # a re-fire (every 10 ms) would land here
+    assert_nothing_pending(threading.get_ident())
+
+
+def test_a_generator_suspended_inside_the_block_is_not_interrupted_until_resumed() -> None:
+    def steps():
+        with hardstop.deadline(FAST):
+            yield "inside"
+            hardstop.sleep(WAIT)
+            yield "not reached"
+
+    suspended = steps()
+    assert next(suspended) == "inside"
+    spin(threading.Event(), 0.3)  # past the deadline: nothing may land out here
+    with pytest.raises(hardstop.DeadlineExceeded):
+        next(suspended)
+
+
+def open_and_forget() -> None:
+    hardstop.deadline(FAST).__enter__()  # never left: as when an exception skips __exit__
+
+
+def test_a_block_left_without_exit_never_fires_in_the_code_after_it() -> None:
+    open_and_forget()
+    spin(threading.Event(), 0.3)  # past its deadline: nothing may land here
+    assert_nothing_pending(threading.get_ident())
