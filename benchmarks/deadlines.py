@@ -152,6 +152,7 @@ def load_peers() -> dict[str, object]:
         print(f"  stopit left out: cannot import it: {type(error).__name__}: {error}")
     try:
         import func_timeout
+
         peers["func_timeout"] = func_timeout
     except Exception as error:  # noqa: BLE001
         print(f"  func_timeout left out: cannot import it: {type(error).__name__}: {error}")
@@ -235,33 +236,51 @@ def measure_cost(batches: int, batch_seconds: float, summary: list) -> None:
     medians = {name: statistics.median(values) for name, values in samples.items()}
     block = medians["hardstop: with deadline(60): pass"]
     decorated = medians["hardstop: @timeout(60) f()"]
-    print(f"  {batches} batches of ~{batch_seconds * 1e3:.0f} ms per method, interleaved; "
-          "raw cost per block or call (loop included, nothing subtracted)")
+    print(
+        f"  {batches} batches of ~{batch_seconds * 1e3:.0f} ms per method, interleaved; "
+        "raw cost per block or call (loop included, nothing subtracted)"
+    )
     print(f"  {'method':44} {'blocks/batch':>12} {'median us':>10} {'min us':>9} {'max us':>9} {'/ hardstop':>11}")
     for name in names:
         mine = decorated if "func_timeout" in name or "@timeout" in name else block
         ratio = f"{medians[name] / mine:10.1f}x" if not name.startswith("reference") else f"{'-':>11}"
-        print(f"  {name:44} {sizes[name]:12d} {medians[name]:10.3f} {min(samples[name]):9.3f} "
-              f"{max(samples[name]):9.3f} {ratio}")
+        print(
+            f"  {name:44} {sizes[name]:12d} {medians[name]:10.3f} {min(samples[name]):9.3f} "
+            f"{max(samples[name]):9.3f} {ratio}"
+        )
     print("  (/ hardstop: the block rows against hardstop's block, the call rows against its @timeout call)")
-    summary.append(("cost of a non-firing deadline block", f"{block:.3f} us", f"< {GOAL_BLOCK_US:g} us",
-                    check(block < GOAL_BLOCK_US)))
+    summary.append(
+        (
+            "cost of a non-firing deadline block",
+            f"{block:.3f} us",
+            f"< {GOAL_BLOCK_US:g} us",
+            check(block < GOAL_BLOCK_US),
+        )
+    )
     summary.append(("cost of a @timeout-decorated call", f"{decorated:.3f} us", "(for reference)", "-"))
     stopit_name = "stopit: with ThreadingTimeout(60): pass"
     func_name = "func_timeout: func_timeout(60, f)"
     if stopit_name in medians:
         ratio = medians[stopit_name] / block
-        summary.append(("stopit block / hardstop block", f"{ratio:.0f}x", f">= {GOAL_RATIO:g}x",
-                        check(ratio >= GOAL_RATIO)))
+        summary.append(
+            ("stopit block / hardstop block", f"{ratio:.0f}x", f">= {GOAL_RATIO:g}x", check(ratio >= GOAL_RATIO))
+        )
     else:
         summary.append(("stopit block / hardstop block", "not measured", f">= {GOAL_RATIO:g}x", "n/a"))
     if func_name in medians:
         ratio = medians[func_name] / decorated
-        summary.append(("func_timeout call / hardstop @timeout call", f"{ratio:.0f}x", f">= {GOAL_RATIO:g}x",
-                        check(ratio >= GOAL_RATIO)))
+        summary.append(
+            (
+                "func_timeout call / hardstop @timeout call",
+                f"{ratio:.0f}x",
+                f">= {GOAL_RATIO:g}x",
+                check(ratio >= GOAL_RATIO),
+            )
+        )
         ratio = medians[func_name] / block
-        summary.append(("func_timeout call / hardstop block", f"{ratio:.0f}x", f">= {GOAL_RATIO:g}x",
-                        check(ratio >= GOAL_RATIO)))
+        summary.append(
+            ("func_timeout call / hardstop block", f"{ratio:.0f}x", f">= {GOAL_RATIO:g}x", check(ratio >= GOAL_RATIO))
+        )
     else:
         summary.append(("func_timeout call / hardstop call", "not measured", f">= {GOAL_RATIO:g}x", "n/a"))
 
@@ -320,15 +339,19 @@ class Worker:
         try:
             self.nest(0, on_ready)
         except BaseException as error:  # noqa: BLE001 - a stray exception is a finding, report it
-            self.errors.append(f"stray {type(error).__name__} at the top of the thread: {error!r}\n"
-                               + "".join(traceback.format_exception(error)[-6:]))
+            self.errors.append(
+                f"stray {type(error).__name__} at the top of the thread: {error!r}\n"
+                + "".join(traceback.format_exception(error)[-6:])
+            )
         self.level = -2  # done
 
 
 def measure_accuracy(threads: int, depth: int, span: float, margin: float, seed: int, summary: list) -> None:
     total = threads * depth
-    print(f"\n2. Accuracy: {total:,} concurrent deadlines, {threads} threads x {depth} nested "
-          f"deadline_at() scopes, spread over {span:g} s")
+    print(
+        f"\n2. Accuracy: {total:,} concurrent deadlines, {threads} threads x {depth} nested "
+        f"deadline_at() scopes, spread over {span:g} s"
+    )
     print(f"  before: {load()}")
     rng = random.Random(seed)
     slot = span / total
@@ -377,8 +400,9 @@ def measure_accuracy(threads: int, depth: int, span: float, margin: float, seed:
     sys.setrecursionlimit(max(old_limit, depth * 3 + 200))
     try:
         for worker in workers:
-            worker.thread = threading.Thread(target=worker.run, args=(on_ready,),
-                                             name=f"deadline-worker-{worker.index}", daemon=True)
+            worker.thread = threading.Thread(
+                target=worker.run, args=(on_ready,), name=f"deadline-worker-{worker.index}", daemon=True
+            )
             worker.thread.start()
         all_ready.wait(max(0.0, start - time.monotonic()))
         opened_by = max(ready_times) if len(ready_times) == threads else None
@@ -397,11 +421,15 @@ def measure_accuracy(threads: int, depth: int, span: float, margin: float, seed:
     entered = sum(len(w.scopes) for w in workers)
     errors = [(w.index, e) for w in workers for e in w.errors]
     if opened_by is not None:
-        print(f"  all {total:,} open at once: yes, the last thread was in place "
-              f"{(start - opened_by) * 1e3:.0f} ms before the first deadline")
+        print(
+            f"  all {total:,} open at once: yes, the last thread was in place "
+            f"{(start - opened_by) * 1e3:.0f} ms before the first deadline"
+        )
     else:
-        print(f"  all {total:,} open at once: NO, only {len(ready_times)} of {threads} threads were in place "
-              "when the first deadline came")
+        print(
+            f"  all {total:,} open at once: NO, only {len(ready_times)} of {threads} threads were in place "
+            "when the first deadline came"
+        )
     by_kind: dict[str, list[float]] = {}
     for w in workers:
         # w.late[0] is the innermost scope, woken from Event().wait() in every thread.
@@ -415,14 +443,18 @@ def measure_accuracy(threads: int, depth: int, span: float, margin: float, seed:
             print(f"  {name:34} {0:6d}")
             return
         over = sum(1 for v in values if v > GOAL_P99_MS / 1e3)
-        print(f"  {name:34} {len(values):6d} {statistics.median(values) * 1e3:10.3f} "
-              f"{percentile(values, 0.99) * 1e3:8.3f} {values[-1] * 1e3:8.3f} {over:7d}")
+        print(
+            f"  {name:34} {len(values):6d} {statistics.median(values) * 1e3:10.3f} "
+            f"{percentile(values, 0.99) * 1e3:8.3f} {values[-1] * 1e3:8.3f} {over:7d}"
+        )
 
     row("all (lateness when caught)", late)
     for name in sorted(by_kind):
         row(f"  {name}", by_kind[name])
     # Are the late ones spread out, or a few stalls (the machine, the collector)?
-    very_late = sorted(when for w in workers for when, x in zip(w.fired_at, w.late) if x > GOAL_P99_MS / 1e3)
+    very_late = sorted(
+        when for w in workers for when, x in zip(w.fired_at, w.late, strict=True) if x > GOAL_P99_MS / 1e3
+    )
     bursts = []
     for when in very_late:
         if bursts and when - bursts[-1][-1] < 0.02:
@@ -431,16 +463,22 @@ def measure_accuracy(threads: int, depth: int, span: float, margin: float, seed:
             bursts.append([when])
     if very_late:
         biggest = max(bursts, key=len)
-        print(f"  late by > {GOAL_P99_MS:g} ms: {len(very_late)}, in {len(bursts)} burst(s) (deadlines less than "
-              f"20 ms apart); the largest: {len(biggest)} deadlines due within "
-              f"{(biggest[-1] - biggest[0]) * 1e3:.1f} ms, {biggest[0] - start:.3f} s after the first")
-    print(f"  cyclic GC during the run: {len(pauses)} collections, longest {max(pauses, default=0) * 1e3:.2f} ms, "
-          f"{sum(pauses) * 1e3:.1f} ms in all; the process was preempted {switches} times "
-          "(involuntary context switches)")
+        print(
+            f"  late by > {GOAL_P99_MS:g} ms: {len(very_late)}, in {len(bursts)} burst(s) (deadlines less than "
+            f"20 ms apart); the largest: {len(biggest)} deadlines due within "
+            f"{(biggest[-1] - biggest[0]) * 1e3:.1f} ms, {biggest[0] - start:.3f} s after the first"
+        )
+    print(
+        f"  cyclic GC during the run: {len(pauses)} collections, longest {max(pauses, default=0) * 1e3:.2f} ms, "
+        f"{sum(pauses) * 1e3:.1f} ms in all; the process was preempted {switches} times "
+        "(involuntary context switches)"
+    )
     early = sum(1 for v in late if v < 0)
-    print(f"  entered {entered:,}, fired {fired:,} (scope.expired), lateness recorded for {len(late):,}; "
-          f"caught early: {early}; threads hung: {len(hung)}; stray errors: {len(errors)}; "
-          f"unraisable: {len(unraisable)}")
+    print(
+        f"  entered {entered:,}, fired {fired:,} (scope.expired), lateness recorded for {len(late):,}; "
+        f"caught early: {early}; threads hung: {len(hung)}; stray errors: {len(errors)}; "
+        f"unraisable: {len(unraisable)}"
+    )
     for index, error in errors[:10]:
         print(f"  ! thread {index}: {error}")
     if len(errors) > 10:
@@ -450,14 +488,18 @@ def measure_accuracy(threads: int, depth: int, span: float, margin: float, seed:
     frames = sys._current_frames()
     for w in hung[:5]:
         stack = "".join(traceback.format_stack(frames.get(w.thread.ident))[-4:]) if w.thread.ident in frames else ""
-        print(f"  ! thread {w.index} ({w.rewait}) still alive at level {w.level}, "
-              f"{len(w.late)} of {depth} caught; its stack:\n{stack}")
+        print(
+            f"  ! thread {w.index} ({w.rewait}) still alive at level {w.level}, "
+            f"{len(w.late)} of {depth} caught; its stack:\n{stack}"
+        )
     p99 = percentile(late, 0.99) * 1e3 if late else float("nan")
     complete = fired == total and len(late) == total and not hung and not errors
-    summary.append((f"deadlines fired of {total:,} concurrent", f"{fired:,} ({len(late):,} caught)", f"{total:,}",
-                    check(complete)))
-    summary.append(("median lateness", f"{statistics.median(late) * 1e3:.3f} ms" if late else "n/a",
-                    "(for reference)", "-"))
+    summary.append(
+        (f"deadlines fired of {total:,} concurrent", f"{fired:,} ({len(late):,} caught)", f"{total:,}", check(complete))
+    )
+    summary.append(
+        ("median lateness", f"{statistics.median(late) * 1e3:.3f} ms" if late else "n/a", "(for reference)", "-")
+    )
     summary.append(("p99 lateness", f"{p99:.3f} ms", f"< {GOAL_P99_MS:g} ms", check(complete and p99 < GOAL_P99_MS)))
 
 
@@ -542,7 +584,7 @@ def measure_overhead(rounds: int, trace_runs: int, loop_ms: float, summary: list
         return (statistics.median(series[name]) / statistics.median(series[base]) - 1) * 100
 
     def paired_of(name: str) -> float:
-        return statistics.median((a / b - 1) * 100 for a, b in zip(wall[name], wall["plain"]))
+        return statistics.median((a / b - 1) * 100 for a, b in zip(wall[name], wall["plain"], strict=True))
 
     slowdown = slowdown_of(wall, "guarded")
     trace_slowdown = slowdown_of(wall, "traced", "plain, short")
@@ -551,39 +593,59 @@ def measure_overhead(rounds: int, trace_runs: int, loop_ms: float, summary: list
     resampled = []
     for _ in range(1000):
         picks = [rng.randrange(rounds) for _ in range(rounds)]
-        resampled.append((statistics.median([guarded[i] for i in picks])
-                          / statistics.median([plain[i] for i in picks]) - 1) * 100)
+        resampled.append(
+            (statistics.median([guarded[i] for i in picks]) / statistics.median([plain[i] for i in picks]) - 1) * 100
+        )
     resampled.sort()
     low, high = resampled[25], resampled[974]
     alive = watchdog is not None and watchdog.is_alive()
     spent = f", {watchdog_cpu * 1e3:.3f} ms of CPU in all {rounds} rounds" if not math.isnan(watchdog_cpu) else ""
-    print(f"  {n:,} iterations, {rounds} rounds of each, order rotated; hardstop's watchdog thread alive "
-          f"throughout: {check(alive)}{spent}")
-    print(f"  {'how the loop runs':42} {'median ms':>10} {'min ms':>8} {'slowdown':>9} {'paired':>8} "
-          f"{'CPU ms':>8} {'CPU slowdown':>12}")
-    rows = [("plain", "plain"), ("inside with hardstop.deadline(60):", "guarded"),
-            ("plain again (control: the noise floor)", "control")]
+    print(
+        f"  {n:,} iterations, {rounds} rounds of each, order rotated; hardstop's watchdog thread alive "
+        f"throughout: {check(alive)}{spent}"
+    )
+    print(
+        f"  {'how the loop runs':42} {'median ms':>10} {'min ms':>8} {'slowdown':>9} {'paired':>8} "
+        f"{'CPU ms':>8} {'CPU slowdown':>12}"
+    )
+    rows = [
+        ("plain", "plain"),
+        ("inside with hardstop.deadline(60):", "guarded"),
+        ("plain again (control: the noise floor)", "control"),
+    ]
     for label, name in rows:
         median_ms, min_ms = statistics.median(wall[name]) * 1e3, min(wall[name]) * 1e3
         cpu_ms = statistics.median(cpu[name]) * 1e3
         if name == "plain":
             print(f"  {label:42} {median_ms:10.3f} {min_ms:8.3f} {'':9} {'':8} {cpu_ms:8.3f}")
         else:
-            print(f"  {label:42} {median_ms:10.3f} {min_ms:8.3f} {slowdown_of(wall, name):+8.2f}% "
-                  f"{paired_of(name):+7.2f}% {cpu_ms:8.3f} {slowdown_of(cpu, name):+11.2f}%")
+            print(
+                f"  {label:42} {median_ms:10.3f} {min_ms:8.3f} {slowdown_of(wall, name):+8.2f}% "
+                f"{paired_of(name):+7.2f}% {cpu_ms:8.3f} {slowdown_of(cpu, name):+11.2f}%"
+            )
     scale = n / n_trace
-    print(f"  {'sys.settrace kill-flag recipe (KThread)':42} {statistics.median(wall['traced']) * 1e3 * scale:10.3f} "
-          f"{min(wall['traced']) * 1e3 * scale:8.3f} {trace_slowdown:+8.0f}% {'':8} "
-          f"{statistics.median(cpu['traced']) * 1e3 * scale:8.3f} {slowdown_of(cpu, 'traced', 'plain, short'):+11.0f}%")
-    print(f"  (slowdown: of the medians; paired: median of the per-round ratios to the plain run; CPU: this "
-          f"thread's CPU time, which leaves out the time the OS ran something else. settrace: {trace_runs} "
-          f"runs of {n_trace:,} iterations against plain runs of that length, scaled to {n:,})")
-    print(f"  95% interval of the slowdown (resampling the rounds): {low:+.2f}% .. {high:+.2f}%"
-          + ("; it straddles the goal: this machine is too noisy to tell" if low < GOAL_OVERHEAD_PCT <= high
-             else ""))
-    summary.append(("slowdown of a loop inside a deadline", f"{slowdown:+.2f}% [{low:+.1f}..{high:+.1f}]",
-                    f"< {GOAL_OVERHEAD_PCT:g}%",
-                    check(slowdown < GOAL_OVERHEAD_PCT) + ("*" if low < GOAL_OVERHEAD_PCT <= high else "")))
+    print(
+        f"  {'sys.settrace kill-flag recipe (KThread)':42} {statistics.median(wall['traced']) * 1e3 * scale:10.3f} "
+        f"{min(wall['traced']) * 1e3 * scale:8.3f} {trace_slowdown:+8.0f}% {'':8} "
+        f"{statistics.median(cpu['traced']) * 1e3 * scale:8.3f} {slowdown_of(cpu, 'traced', 'plain, short'):+11.0f}%"
+    )
+    print(
+        f"  (slowdown: of the medians; paired: median of the per-round ratios to the plain run; CPU: this "
+        f"thread's CPU time, which leaves out the time the OS ran something else. settrace: {trace_runs} "
+        f"runs of {n_trace:,} iterations against plain runs of that length, scaled to {n:,})"
+    )
+    print(
+        f"  95% interval of the slowdown (resampling the rounds): {low:+.2f}% .. {high:+.2f}%"
+        + ("; it straddles the goal: this machine is too noisy to tell" if low < GOAL_OVERHEAD_PCT <= high else "")
+    )
+    summary.append(
+        (
+            "slowdown of a loop inside a deadline",
+            f"{slowdown:+.2f}% [{low:+.1f}..{high:+.1f}]",
+            f"< {GOAL_OVERHEAD_PCT:g}%",
+            check(slowdown < GOAL_OVERHEAD_PCT) + ("*" if low < GOAL_OVERHEAD_PCT <= high else ""),
+        )
+    )
     summary.append(("slowdown under the settrace recipe", f"{trace_slowdown:+.0f}%", "(for reference)", "-"))
 
 
@@ -599,8 +661,12 @@ def main() -> None:
     parser.add_argument("--depth", type=int, default=200, help="nested deadlines per thread")
     parser.add_argument("--span", type=float, default=2.5, help="seconds over which the deadlines fall")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--only", choices=["cost", "accuracy", "overhead"], action="append",
-                        help="run only this measurement (may be repeated)")
+    parser.add_argument(
+        "--only",
+        choices=["cost", "accuracy", "overhead"],
+        action="append",
+        help="run only this measurement (may be repeated)",
+    )
     args = parser.parse_args()
     batches = args.batches or (7 if args.quick else 25)
     rounds = args.rounds or (40 if args.quick else 150)
@@ -608,11 +674,15 @@ def main() -> None:
     batch_seconds = 0.05 if args.quick else 0.1
 
     began = time.monotonic()
-    print(f"{platform.python_implementation()} {platform.python_version()} ({sys.executable}), "
-          f"{platform.system()} {platform.release()} {platform.machine()}")
-    print(f"{cpu_model()}, {os.cpu_count()} CPUs; hardstop {version_of('hardstop')}, "
-          f"stopit {version_of('stopit')}, func-timeout {version_of('func-timeout')}, "
-          f"setuptools {version_of('setuptools')}")
+    print(
+        f"{platform.python_implementation()} {platform.python_version()} ({sys.executable}), "
+        f"{platform.system()} {platform.release()} {platform.machine()}"
+    )
+    print(
+        f"{cpu_model()}, {os.cpu_count()} CPUs; hardstop {version_of('hardstop')}, "
+        f"stopit {version_of('stopit')}, func-timeout {version_of('func-timeout')}, "
+        f"setuptools {version_of('setuptools')}"
+    )
     summary: list[tuple[str, str, str, str]] = []
     only = set(args.only or ["cost", "accuracy", "overhead"])
     if "cost" in only:

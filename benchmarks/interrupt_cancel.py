@@ -72,8 +72,10 @@ def main() -> None:
     finally:
         blocker.release()
     bare = statistics.median(rows["bare ctypes recipe"])
-    print(f"Python {platform.python_version()} on {platform.machine()} {platform.system()}, "
-          f"{args.pairs} pairs x {args.batches} batches x 3 rounds")
+    print(
+        f"Python {platform.python_version()} on {platform.machine()} {platform.system()}, "
+        f"{args.pairs} pairs x {args.batches} batches x 3 rounds"
+    )
     print(f"{'method':32} {'median us/pair':>15} {'bare / method':>14}")
     for name, values in rows.items():
         value = statistics.median(values)

@@ -116,8 +116,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=200)
     args = parser.parse_args()
-    print(f"Python {platform.python_version()} on {platform.machine()} {platform.system()}, "
-          f"{args.trials} trials per wait")
+    print(
+        f"Python {platform.python_version()} on {platform.machine()} {platform.system()}, {args.trials} trials per wait"
+    )
     print(f"{'wait (thread)':22} {'hardstop median ms':>17} {'p99 ms':>8} {'woken':>8}   bare ctypes recipe")
     rows = [(f"{name}", wait, one_trial) for name, wait in waits().items()]
     rows += [(f"{name} (main)", wait, one_main_trial) for name, wait in main_waits().items()]
@@ -133,9 +134,12 @@ def main() -> None:
             bare_text = f"woken in {bare * 1e3:.2f} ms"
         if woken:
             p99 = statistics.quantiles(woken, n=100)[98] if len(woken) > 1 else woken[0]
-            print(f"{name:22} {statistics.median(woken):17.3f} {p99:8.3f} {len(woken):>4}/{args.trials:<3}   {bare_text}")
+            print(
+                f"{name:22} {statistics.median(woken):17.3f} {p99:8.3f} {len(woken):>4}/{args.trials:<3}   {bare_text}"
+            )
         else:
             print(f"{name:22} {'-':>17} {'-':>8} {0:>4}/{args.trials:<3}   {bare_text}")
+
 
 if __name__ == "__main__":
     main()

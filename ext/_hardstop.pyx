@@ -1040,7 +1040,6 @@ def after_fork_in_child():
     global _pump_running, _watchdog_running, _stale, _wakeup
     cdef unsigned long me = PyThread_get_thread_ident()
     cdef Receipt receipt
-    cdef Deadline scope
     armed = _armed.pop(me, None)
     if armed is not None:
         _disarm(me, (<Receipt>armed)._carrier)
@@ -1052,7 +1051,8 @@ def after_fork_in_child():
     _queued.clear()
     _handling.clear()
     for receipt in pending:
-        _finish(receipt, UNDELIVERED, "the process forked before it was raised; a child never raises its parent's requests")
+        _finish(receipt, UNDELIVERED,
+                "the process forked before it was raised; a child never raises its parent's requests")
         if receipt._scope is not None and receipt.ident == me:
             (<Deadline>receipt._scope)._in_heap = False
     own = _scopes.get(me)
@@ -1154,4 +1154,3 @@ _capi.interrupt_ident = _capi_interrupt
 _capi.cancel = _capi_cancel
 _capi.wait = _capi_wait
 _C_API = PyCapsule_New(<void *>&_capi, HARDSTOP_CAPSULE_NAME, NULL)
-

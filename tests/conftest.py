@@ -127,7 +127,10 @@ def native(tmp_path_factory):
     shutil.copytree(HERE / "native", sources)  # Cython writes its .c beside the .pyx: not in the tree
     result = subprocess.run(
         [sys.executable, "setup.py", "build_ext", "--build-lib", str(out), "--build-temp", str(out / "tmp")],
-        cwd=sources, capture_output=True, text=True, timeout=600,
+        cwd=sources,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     sys.path.insert(0, str(out))

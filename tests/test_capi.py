@@ -49,7 +49,6 @@ def test_c_api_failures_give_codes_and_keep_the_exception_only_for_a_gil_holder(
     assert target.caught == []
 
 
-
 def test_a_cython_extension_uses_the_pxd(native) -> None:
     _, cyconsumer = native
     with Target() as target:

@@ -26,8 +26,7 @@ def test_python_m_hardstop_describes_the_interpreter_and_measures_each_case() ->
 
 
 def test_no_demo_only_describes() -> None:
-    result = subprocess.run([sys.executable, "-m", "hardstop", "--no-demo"], capture_output=True, text=True,
-                            timeout=60)
+    result = subprocess.run([sys.executable, "-m", "hardstop", "--no-demo"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0
     assert "thread stuck in" not in result.stdout
     assert result.stdout.startswith("hardstop ")

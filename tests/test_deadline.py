@@ -13,8 +13,8 @@ import time
 import pytest
 
 import hardstop
-from hardstop._errors import _DeadlinePassed
 from conftest import WAIT, assert_nothing_pending, spin
+from hardstop._errors import _DeadlinePassed
 
 FAST = 0.05  # a deadline that passes quickly
 
@@ -95,7 +95,10 @@ def test_it_ends_every_wakeable_wait_in_a_worker(wait: str) -> None:
     assert (how, type(error)) == ("raised", hardstop.DeadlineExceeded)
 
 
-@pytest.mark.skipif(not hasattr(__import__("signal"), "pthread_kill"), reason="no pthread_kill on this platform: the main thread is not woken")
+@pytest.mark.skipif(
+    not hasattr(__import__("signal"), "pthread_kill"),
+    reason="no pthread_kill on this platform: the main thread is not woken",
+)
 def test_the_main_thread_is_woken_from_time_sleep() -> None:
     start = time.monotonic()
     with pytest.raises(hardstop.DeadlineExceeded):
@@ -160,11 +163,15 @@ def test_bad_values_are_refused_by_name(make, value, error, message) -> None:
 
 
 def test_deadline_objects_come_only_from_the_functions_and_enter_once() -> None:
-    with pytest.raises(TypeError, match=r"^Deadline objects are made by hardstop.deadline\(\) or hardstop.deadline_at\(\)\.$"):
+    with pytest.raises(
+        TypeError, match=r"^Deadline objects are made by hardstop.deadline\(\) or hardstop.deadline_at\(\)\.$"
+    ):
         hardstop.Deadline()
     scope = hardstop.deadline(WAIT)
     with scope:
-        with pytest.raises(RuntimeError, match=r"^<hardstop.Deadline open, .* left> was entered already: use one per with statement\.$"):
+        with pytest.raises(
+            RuntimeError, match=r"^<hardstop.Deadline open, .* left> was entered already: use one per with statement\.$"
+        ):
             scope.__enter__()
     with pytest.raises(RuntimeError, match="was entered already"):
         scope.__enter__()
@@ -208,7 +215,7 @@ def test_cancel_after_the_expiry_was_raised_returns_false() -> None:
     with hardstop.deadline(FAST) as scope:
         try:
             hardstop.sleep(WAIT)
-        except BaseException:
+        except BaseException:  # noqa: BLE001 - swallowed on purpose; the block then ends at once
             assert scope.cancel() is False
     assert scope.expired is True
 
@@ -396,9 +403,15 @@ def test_after_fork_the_child_has_a_working_watchdog_and_nothing_inherited() -> 
         print("child", os.waitstatus_to_exitcode(status))
         """
     )
-    result = subprocess.run([sys.executable, "-W", "ignore::DeprecationWarning", "-c", script],
-                            capture_output=True, text=True, timeout=WAIT * 3)
-    assert result.stdout.split("\n") == ["parent raised it as its shield ended", "child 0", ""], result.stdout + result.stderr
+    result = subprocess.run(
+        [sys.executable, "-W", "ignore::DeprecationWarning", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=WAIT * 3,
+    )
+    assert result.stdout.split("\n") == ["parent raised it as its shield ended", "child 0", ""], (
+        result.stdout + result.stderr
+    )
     assert "Traceback" not in result.stderr, result.stderr
 
 

@@ -94,8 +94,11 @@ def test_a_thread_blocked_where_it_cannot_be_woken_is_reported_not_stopped() -> 
     result = hardstop.kill(thread, timeout=0.3, exc=KeyError("stop"))
     assert result.stopped is False and bool(result) is False
     assert result.attempts == 1
-    assert re.match(r"The interrupt was armed 0\.[23]\d s ago and has not been raised: the thread has run no Python code "
-                    r"since \(at `select.select\(\[self._reader\], \[\], \[\], WAIT\)`, in wait, ", result.reason)
+    assert re.match(
+        r"The interrupt was armed 0\.[23]\d s ago and has not been raised: the thread has run no Python code "
+        r"since \(at `select.select\(\[self._reader\], \[\], \[\], WAIT\)`, in wait, ",
+        result.reason,
+    )
     assert "It is blocked in a call into C that CPython cannot interrupt in a non-main thread" in result.reason
     assert "in stuck_in_select" in result.stack and "in wait" in result.stack
     assert result.receipts[-1].status == "pending"  # left armed: it raises once the call returns
@@ -131,7 +134,7 @@ def test_a_thread_that_always_swallows_it_is_reported() -> None:
         while not stop.is_set():
             try:
                 spin(stop, 0.01)
-            except BaseException:  # noqa: BLE001, S110 - the point: it swallows everything
+            except BaseException:  # noqa: BLE001 - the point: it swallows everything
                 pass
 
     thread = started(swallow_forever)
@@ -156,7 +159,9 @@ def test_bad_arguments_are_refused_by_name() -> None:
     never_started = threading.Thread(target=lambda: None, name="idle")
     with pytest.raises(TypeError, match=r"^kill\(\) takes a threading.Thread, not int 5\.$"):
         hardstop.kill(5)  # type: ignore[arg-type]
-    with pytest.raises(RuntimeError, match=r"^kill\(\) cannot stop the calling thread <_MainThread.*>: it would wait for itself\.$"):
+    with pytest.raises(
+        RuntimeError, match=r"^kill\(\) cannot stop the calling thread <_MainThread.*>: it would wait for itself\.$"
+    ):
         hardstop.kill(threading.main_thread())
     with pytest.raises(RuntimeError, match=r"^kill\(\) cannot stop <Thread\(idle, initial\)>: it was never started\.$"):
         hardstop.kill(never_started)

@@ -10,8 +10,8 @@ import time
 import pytest
 
 import hardstop
-from hardstop import _hardstop
 from conftest import WAIT, Gate, Target, assert_nothing_pending, assert_runs_on_untouched, spin
+from hardstop import _hardstop
 
 
 def blocked_then_spinning(gate: Gate, stop: threading.Event):

@@ -248,7 +248,9 @@ def test_the_decorator_refuses_what_it_cannot_call() -> None:
 def test_a_shield_object_cannot_be_entered_twice_at_once() -> None:
     guard = hardstop.shield()
     with guard:
-        with pytest.raises(RuntimeError, match=r"^This hardstop.shield\(\) is entered already: use one per with statement\.$"):
+        with pytest.raises(
+            RuntimeError, match=r"^This hardstop.shield\(\) is entered already: use one per with statement\.$"
+        ):
             guard.__enter__()
     with guard:  # and again once left
         pass
@@ -346,7 +348,9 @@ def rain(critical, interrupted_wanted: int, give_up_after: int) -> tuple[int, in
             leaks[0] += 1
             lock.release()
 
-    Rain(lambda: critical(lock, counter), on_interrupt).send(give_up_after, lambda: interrupted[0] >= interrupted_wanted)
+    Rain(lambda: critical(lock, counter), on_interrupt).send(
+        give_up_after, lambda: interrupted[0] >= interrupted_wanted
+    )
     return interrupted[0], leaks[0]
 
 
@@ -368,6 +372,8 @@ def test_the_unshielded_acquire_then_try_leaves_the_lock_held() -> None:
 @pytest.mark.skipif(sys.version_info[:2] != (3, 14), reason="only CPython 3.14 lets `with lock:` leak (fixed in 3.15)")
 def test_the_unshielded_with_lock_leaks_on_314() -> None:
     interrupted, leaks = rain(with_lock, 5000, 5000)
+    print(f"{leaks} leaks in {interrupted} interrupted iterations")
+    assert interrupted >= 2000
     assert leaks > 0
 
 

@@ -9,8 +9,8 @@ import threading
 import pytest
 
 import hardstop
-from hardstop import _hardstop
 from conftest import WAIT, Target, assert_nothing_pending, assert_runs_on_untouched, spin
+from hardstop import _hardstop
 
 ULONG_MAX = 2 ** (8 * ctypes.sizeof(ctypes.c_ulong)) - 1
 
@@ -39,8 +39,11 @@ BAD_TARGETS = [
     (True, TypeError, "The target must be a threading.Thread or an int thread ident, not bool True."),
     (0, hardstop.ThreadNotFound, f"No thread can have ident 0: idents are between 1 and {ULONG_MAX}."),
     (-5, hardstop.ThreadNotFound, f"No thread can have ident -5: idents are between 1 and {ULONG_MAX}."),
-    (ULONG_MAX + 1, hardstop.ThreadNotFound,
-     f"No thread can have ident {ULONG_MAX + 1}: idents are between 1 and {ULONG_MAX}."),
+    (
+        ULONG_MAX + 1,
+        hardstop.ThreadNotFound,
+        f"No thread can have ident {ULONG_MAX + 1}: idents are between 1 and {ULONG_MAX}.",
+    ),
     (2**100, hardstop.ThreadNotFound, f"No thread can have ident {2**100}: idents are between 1 and {ULONG_MAX}."),
     (ULONG_MAX, hardstop.ThreadNotFound, f"No live thread of this interpreter has ident {ULONG_MAX}."),
 ]
@@ -58,16 +61,22 @@ def test_a_bad_target_is_refused_with_a_message_naming_it(target, error, message
 
 def test_a_thread_never_started_is_refused() -> None:
     thread = threading.Thread(target=lambda: None, name="never")
-    with pytest.raises(hardstop.ThreadNotFound, match=r"^<Thread\(never, initial\)> cannot be interrupted: "
-                       r"it has not been started\.$"):
+    with pytest.raises(
+        hardstop.ThreadNotFound,
+        match=r"^<Thread\(never, initial\)> cannot be interrupted: "
+        r"it has not been started\.$",
+    ):
         hardstop.interrupt(thread)
 
 
 def test_a_finished_thread_is_refused() -> None:
     thread = finished_thread()
     with Target() as bystander:
-        with pytest.raises(hardstop.ThreadNotFound, match=r"^<Thread\(.*, stopped \d+\)> is not running: it has finished\.$|"
-                           r"has finished: its ident \d+ now belongs to"):
+        with pytest.raises(
+            hardstop.ThreadNotFound,
+            match=r"^<Thread\(.*, stopped \d+\)> is not running: it has finished\.$|"
+            r"has finished: its ident \d+ now belongs to",
+        ):
             hardstop.interrupt(thread)
         assert_nothing_pending(bystander.thread.ident)
         assert_runs_on_untouched(bystander)
@@ -85,8 +94,11 @@ BAD_EXCEPTIONS = [
     ("stop", "The exception must be a BaseException subclass or instance, not str 'stop'."),
     (int, "The exception must be a BaseException subclass or instance, not type <class 'int'>."),
     (None, "The exception must be a BaseException subclass or instance, not NoneType None."),
-    (NeedsArgs, "NeedsArgs cannot be created without arguments "
-                "(NeedsArgs.__init__() missing 2 required positional arguments: 'a' and 'b'): pass an instance instead."),
+    (
+        NeedsArgs,
+        "NeedsArgs cannot be created without arguments "
+        "(NeedsArgs.__init__() missing 2 required positional arguments: 'a' and 'b'): pass an instance instead.",
+    ),
     (Final("x"), "Final cannot be raised in another thread: Final may not be subclassed."),
 ]
 

@@ -27,7 +27,9 @@ def _stack_of(thread: threading.Thread) -> str:
 
 def test_interrupting_a_thread_that_starts_threads_never_hits_a_child_or_hangs(monkeypatch) -> None:
     hook_saw: list[tuple[str, str]] = []
-    monkeypatch.setattr(threading, "excepthook", lambda args: hook_saw.append((args.exc_type.__name__, args.thread.name)))
+    monkeypatch.setattr(
+        threading, "excepthook", lambda args: hook_saw.append((args.exc_type.__name__, args.thread.name))
+    )
     # An interrupt landing in a weakref callback (threading's WeakSet of threads)
     # is swallowed by CPython into sys.unraisablehook: count those, by a hook that
     # runs no bytecode, so nothing can land inside it.

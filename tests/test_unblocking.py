@@ -90,7 +90,7 @@ def test_a_sleep_woken_for_a_request_withdrawn_at_once_sleeps_on() -> None:
     for _ in range(20):
         slept: list[float] = []
 
-        def body() -> None:
+        def body(slept: list[float] = slept) -> None:
             t0 = time.monotonic()
             hardstop.sleep(0.3)
             slept.append(time.monotonic() - t0)
@@ -108,12 +108,15 @@ def test_a_sleep_woken_for_a_request_withdrawn_at_once_sleeps_on() -> None:
     pytest.fail("cancel() never won the race against the woken sleeper in 20 tries")
 
 
-@pytest.mark.parametrize(("seconds", "error", "message"), [
-    ("1", TypeError, "hardstop.sleep() takes a number of seconds, not str '1'."),
-    (None, TypeError, "hardstop.sleep() takes a number of seconds, not NoneType None."),
-    (float("nan"), ValueError, "hardstop.sleep() takes a non-negative number of seconds, not nan."),
-    (-1, ValueError, "hardstop.sleep() takes a non-negative number of seconds, not -1."),
-])
+@pytest.mark.parametrize(
+    ("seconds", "error", "message"),
+    [
+        ("1", TypeError, "hardstop.sleep() takes a number of seconds, not str '1'."),
+        (None, TypeError, "hardstop.sleep() takes a number of seconds, not NoneType None."),
+        (float("nan"), ValueError, "hardstop.sleep() takes a non-negative number of seconds, not nan."),
+        (-1, ValueError, "hardstop.sleep() takes a non-negative number of seconds, not -1."),
+    ],
+)
 def test_hardstop_sleep_refuses_bad_lengths(seconds, error, message) -> None:
     with pytest.raises(error, match=f"^{re.escape(message)}$"):
         hardstop.sleep(seconds)

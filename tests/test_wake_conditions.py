@@ -205,8 +205,10 @@ def test_stress_consumers_interrupted_while_waiting_on_queues(monkeypatch) -> No
     delivered = sum(r.delivered for r in receipts)
     # An interrupt that lands just after get() returned loses that item: counted, not hidden.
     lost = items - len(consumed)
-    print(f"{len(receipts)} interrupts, all {delivered} delivered and caught; "
-          f"{lost} items taken then lost to an interrupt that landed after get() returned")
+    print(
+        f"{len(receipts)} interrupts, all {delivered} delivered and caught; "
+        f"{lost} items taken then lost to an interrupt that landed after get() returned"
+    )
     assert len(consumed) == len(set(consumed)), "an item was consumed twice"
     assert all(r.status == "delivered" for r in receipts)
     assert interrupted[0] == delivered
@@ -223,7 +225,9 @@ def test_a_worker_in_a_wait_nobody_can_end_gets_an_honest_receipt() -> None:
         time.sleep(0.05)
         receipt = hardstop.interrupt(target.thread)
         assert receipt.wake.startswith(
-            "not woken: no wait hardstop can end was found in this worker thread (it is in <lambda>, ")
+            "not woken: no wait hardstop can end was found in this worker thread (it is in <lambda>, "
+        )
         assert receipt.wake.endswith(
-            "; if it is blocked in C (time.sleep, Lock.acquire, I/O), it raises only when that call returns")
+            "; if it is blocked in C (time.sleep, Lock.acquire, I/O), it raises only when that call returns"
+        )
         assert receipt.wait(WAIT)  # raised once the sleep returned by itself

@@ -18,8 +18,9 @@ import pytest
 import hardstop
 from conftest import WAIT, assert_nothing_pending
 
-pytestmark = pytest.mark.skipif(not hasattr(signal, "pthread_kill"),
-                                reason="Windows has no pthread_kill: its main thread is not woken by a signal")
+pytestmark = pytest.mark.skipif(
+    not hasattr(signal, "pthread_kill"), reason="Windows has no pthread_kill: its main thread is not woken by a signal"
+)
 
 LONG = 60.0
 

@@ -108,7 +108,7 @@ def _spin_until(end: float) -> None:
 
 def _table(rows: Sequence[tuple[str, ...]]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * width for width in widths))
     return "\n".join(lines)
 
@@ -124,18 +124,20 @@ def _main_thread_line() -> str:
 def describe() -> str:
     from hardstop import _hardstop
 
-    return "\n".join([
-        f"hardstop {hardstop.__version__}",
-        f"Python {platform.python_version()} ({platform.python_implementation()}) on {platform.system()} "
-        f"{platform.machine()}",
-        f"extension: {_hardstop.__file__}",
-        "raised at once: pure-Python code, in any thread, including the main thread and the caller itself",
-        "woken in any thread: threading.Condition waits (Event, Queue, Semaphore, Barrier), hardstop.sleep(), "
-        "and any wait inside hardstop.unblocking()",
-        _main_thread_line(),
-        "not woken in this version: other waits in C (time.sleep, Lock.acquire, I/O) in worker threads; "
-        "their requests stay pending and can be withdrawn",
-    ])
+    return "\n".join(
+        [
+            f"hardstop {hardstop.__version__}",
+            f"Python {platform.python_version()} ({platform.python_implementation()}) on {platform.system()} "
+            f"{platform.machine()}",
+            f"extension: {_hardstop.__file__}",
+            "raised at once: pure-Python code, in any thread, including the main thread and the caller itself",
+            "woken in any thread: threading.Condition waits (Event, Queue, Semaphore, Barrier), hardstop.sleep(), "
+            "and any wait inside hardstop.unblocking()",
+            _main_thread_line(),
+            "not woken in this version: other waits in C (time.sleep, Lock.acquire, I/O) in worker threads; "
+            "their requests stay pending and can be withdrawn",
+        ]
+    )
 
 
 def demo() -> str:

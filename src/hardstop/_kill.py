@@ -111,17 +111,21 @@ def _why_alive(receipts: list[Receipt], thread: threading.Thread, age: float, fr
     if caught:
         return f"It caught the interrupt and went on, {caught} time{'s' if caught != 1 else ''} ({where})."
     if last.status == "pending":
-        return (f"The interrupt was armed {age:.2f} s ago and has not been raised: the thread has run no "
-                f"Python code since ({where}). {_blocked_why(thread)}")
+        return (
+            f"The interrupt was armed {age:.2f} s ago and has not been raised: the thread has run no "
+            f"Python code since ({where}). {_blocked_why(thread)}"
+        )
     return f"The last interrupt ended {last.status}: {last.reason} ({where})."
 
 
 def _blocked_why(thread: threading.Thread) -> str:
     if thread is threading.main_thread():
         return "It is blocked in a call that the wake signal does not end, or the signal is turned off."
-    return ("It is blocked in a call into C that CPython cannot interrupt in a non-main thread "
-            "(time.sleep, Lock.acquire, socket or file I/O, a C extension); the interrupt stays armed and is "
-            "raised when that call returns.")
+    return (
+        "It is blocked in a call into C that CPython cannot interrupt in a non-main thread "
+        "(time.sleep, Lock.acquire, socket or file I/O, a C extension); the interrupt stays armed and is "
+        "raised when that call returns."
+    )
 
 
 def _where(frame: FrameType | None) -> str:

@@ -78,7 +78,7 @@ class _Unblocker:
         self.active = True
 
 
-class unblocking:  # noqa: N801 - used as `with hardstop.unblocking(...)`, like a function
+class unblocking:
     """``with hardstop.unblocking(callback):`` how an interrupt can end this thread's wait."""
 
     def __init__(self, callback: Callable[[], object]) -> None:
@@ -89,8 +89,9 @@ class unblocking:  # noqa: N801 - used as `with hardstop.unblocking(...)`, like 
     def __enter__(self) -> None:
         _unblockers.setdefault(threading.get_ident(), []).append(self._entry)
 
-    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
-                 traceback: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
+    ) -> None:
         ident = threading.get_ident()
         stack = _unblockers[ident]
         stack.remove(self._entry)  # first: no interrupter can find it from here on
@@ -199,8 +200,9 @@ def wake_armed(receipt: Receipt) -> None:
 
 def _wake_condition_in_helper(condition: Any, waiter: Any, receipt: Receipt) -> None:
     receipt.wake = "Condition.wait: its lock is busy; a helper thread ends the wait once it gets it"
-    threading.Thread(target=_wake_condition_later, args=(condition, waiter, receipt),
-                     name="hardstop-wake", daemon=True).start()
+    threading.Thread(
+        target=_wake_condition_later, args=(condition, waiter, receipt), name="hardstop-wake", daemon=True
+    ).start()
 
 
 def _wake_without_condition(receipt: Receipt, frame: FrameType | None) -> None:
@@ -211,8 +213,12 @@ def _wake_without_condition(receipt: Receipt, frame: FrameType | None) -> None:
 
 def _signal_main_thread(receipt: Receipt) -> bool:
     global _own_signals
-    if (receipt.ident == threading.main_thread().ident and _wake_signal is not None
-            and is_armed(receipt) and signal.getsignal(_wake_signal) is _on_wake_signal):
+    if (
+        receipt.ident == threading.main_thread().ident
+        and _wake_signal is not None
+        and is_armed(receipt)
+        and signal.getsignal(_wake_signal) is _on_wake_signal
+    ):
         if _COUNT_OWN_SIGNALS:
             _own_signals += 1
         signal.pthread_kill(receipt.ident, _wake_signal)
@@ -278,8 +284,11 @@ def wake_signal() -> int | None:
 
 
 def _install_default() -> None:
-    if (hasattr(signal, "pthread_kill") and hasattr(signal, "SIGURG")
-            and threading.current_thread() is threading.main_thread()):
+    if (
+        hasattr(signal, "pthread_kill")
+        and hasattr(signal, "SIGURG")
+        and threading.current_thread() is threading.main_thread()
+    ):
         set_wake_signal(signal.SIGURG)
 
 
