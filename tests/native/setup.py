@@ -1,8 +1,9 @@
 """Builds the test-only extensions against the *installed* hardstop (used by conftest)."""
 
-import hardstop
 from Cython.Build import cythonize
 from setuptools import Extension, setup
+
+import hardstop
 
 include = [hardstop.get_include()]
 setup(
