@@ -1,5 +1,12 @@
 """The exceptions hardstop raises, in the caller and in the target."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from hardstop._hardstop import Deadline
+
 
 class Interrupted(BaseException):
     """Raised in a thread by ``hardstop.interrupt()`` when no other exception is given.
@@ -29,8 +36,10 @@ class DeadlineExceeded(TimeoutError):
     ``scope`` is the deadline it belongs to.
     """
 
-    def __init__(self, scope: object) -> None:
-        super().__init__(f"{scope.description[0].upper()}{scope.description[1:]} has passed.")  # type: ignore[attr-defined]
+    scope: Deadline
+
+    def __init__(self, scope: Deadline) -> None:
+        super().__init__(f"{scope.description[0].upper()}{scope.description[1:]} has passed.")
         self.scope = scope
 
 
@@ -39,8 +48,10 @@ class _DeadlinePassed(BaseException):
     ``except Exception:`` in the guarded code does not swallow it); the block's
     exit turns it into ``DeadlineExceeded``."""
 
-    def __init__(self, scope: object) -> None:
-        super().__init__(f"{scope.description} has passed (raised inside its block)")  # type: ignore[attr-defined]
+    scope: Deadline
+
+    def __init__(self, scope: Deadline) -> None:
+        super().__init__(f"{scope.description} has passed (raised inside its block)")
         self.scope = scope
 
 

@@ -1,0 +1,75 @@
+"""Checked by `mypy --strict` in CI (not run by pytest): every public name of
+hardstop used as a user would, with the types the calls must return."""
+
+from __future__ import annotations
+
+import threading
+from typing import assert_type
+
+import hardstop
+
+
+def use_everything(worker: threading.Thread) -> None:
+    receipt = hardstop.interrupt(worker)
+    assert_type(receipt, hardstop.Receipt)
+    assert_type(hardstop.interrupt(worker.ident or 0, KeyError("stop"), wake=False), hardstop.Receipt)
+    assert_type(receipt.wait(1.0), bool)
+    assert_type(receipt.cancel(), bool)
+    assert_type(receipt.status, str)
+    assert_type(receipt.delivered, bool)
+    assert_type(receipt.reason, str | None)
+    assert_type(receipt.wake, str | None)
+    assert_type(receipt.exception, BaseException)
+    assert_type(receipt.thread, threading.Thread | None)
+    assert_type(receipt.ident, int)
+
+    with hardstop.deadline(2.0) as scope:
+        assert_type(scope, hardstop.Deadline)
+        assert_type(scope.expired, bool)
+        assert_type(scope.remaining, float)
+        assert_type(scope.cancel(), bool)
+        assert_type(scope.when, float)
+        assert_type(scope.where, str | None)
+    with hardstop.deadline_at(scope.when + 1.0):
+        pass
+    try:
+        with hardstop.shield():
+            hardstop.sleep(0.1)
+    except hardstop.DeadlineExceeded as error:
+        assert_type(error.scope, hardstop.Deadline)
+
+    result = hardstop.kill(worker, timeout=1.0, exc=SystemExit)
+    assert_type(result, hardstop.KillResult)
+    assert_type(result.stopped, bool)
+    assert_type(result.reason, str)
+    assert_type(result.stack, str | None)
+    assert_type(result.receipts, tuple[hardstop.Receipt, ...])
+
+    with hardstop.unblocking(lambda: None):
+        pass
+    assert_type(hardstop.wake_signal(), int | None)
+    hardstop.set_wake_signal(None)
+    assert_type(hardstop.get_include(), str)
+    assert_type(hardstop.__version__, str)
+
+    errors: tuple[type[BaseException], ...] = (
+        hardstop.HardstopError,
+        hardstop.ThreadNotFound,
+        hardstop.AmbiguousThread,
+        hardstop.Interrupted,
+    )
+    assert issubclass(hardstop.ThreadNotFound, LookupError) and errors
+
+
+@hardstop.timeout(1.5)
+def fetch(url: str, retries: int = 3) -> bytes:
+    return url.encode() * retries
+
+
+@hardstop.shielded
+def commit(rows: list[int]) -> int:
+    return len(rows)
+
+
+assert_type(fetch("x"), bytes)
+assert_type(commit([1, 2]), int)
