@@ -139,9 +139,9 @@ def test_a_thread_that_always_swallows_it_is_reported() -> None:
                 while not stop.is_set():
                     try:
                         spin(stop, 0.01)
-                    except BaseException:  # noqa: BLE001, S110 - the point: it swallows everything
+                    except BaseException:  # noqa: BLE001 - the point: it swallows everything
                         pass
-            except BaseException:  # noqa: BLE001, S110
+            except BaseException:  # noqa: BLE001
                 pass
 
     thread = started(swallow_forever)
