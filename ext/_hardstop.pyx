@@ -744,7 +744,6 @@ cdef double _INF = float("inf")
 # runs (the exception was swallowed, maybe by CPython itself in a finalizer),
 # it fires again this long after.
 cdef double _REFIRE_AFTER = 0.01
-cdef double _SUSPENDED_RETRY = 0.05
 cdef int _SUSPENDABLE = 0x20 | 0x80 | 0x200   # CO_GENERATOR, CO_COROUTINE, CO_ASYNC_GENERATOR
 
 cdef list _heap = []          # (when, entry number, Deadline): the watchdog's queue
@@ -981,15 +980,14 @@ def fire(Deadline scope):
     """Arm (or queue) the expiry of ``scope`` in its thread; return the Receipt."""
     if not scope._open or scope._withdrawn:
         raise NotFired("left")
-    if scope._frame is not None and not _on_stack(scope._frame, scope._ident):
-        if scope._frame.f_code.co_flags & _SUSPENDABLE:
-            # A generator or coroutine suspended inside the block: not now.
-            retry_later(scope, _SUSPENDED_RETRY)
-            raise NotFired("suspended")
+    if (scope._frame is not None and not scope._frame.f_code.co_flags & _SUSPENDABLE
+            and not _on_stack(scope._frame, scope._ident)):
         # Its function returned or raised without the with statement calling
         # __exit__: an exception escaped the block (CPython's back-edge bug on
         # 3.11-3.14, or a signal handler's exception right after __enter__ on
         # 3.14+). The block is gone: never raise for it anywhere else.
+        # (A generator's frame is off the stack while it is suspended, and in a
+        # @contextmanager that is exactly when the guarded body runs: fire.)
         scope._close(False)
         raise NotFired("abandoned")
     receipt = _arm_request(None, scope._ident, _DeadlinePassed(scope), _expiry_carrier, scope._level, scope)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import queue
 import subprocess
@@ -432,18 +433,19 @@ def test_an_expiry_escaping_its_block_through_cpythons_back_edge_bug_never_stray
     assert_nothing_pending(threading.get_ident())
 
 
-def test_a_generator_suspended_inside_the_block_is_not_interrupted_until_resumed() -> None:
-    def steps():
-        with hardstop.deadline(FAST):
-            yield "inside"
-            hardstop.sleep(WAIT)
-            yield "not reached"
+def test_a_deadline_entered_in_a_context_manager_generator_guards_the_with_body() -> None:
+    """The generator is suspended at its yield while the body runs: the deadline
+    still fires there, and the generator's with statement converts it."""
 
-    suspended = steps()
-    assert next(suspended) == "inside"
-    spin(threading.Event(), 0.3)  # past the deadline: nothing may land out here
-    with pytest.raises(hardstop.DeadlineExceeded):
-        next(suspended)
+    @contextlib.contextmanager
+    def limited(seconds: float):
+        with hardstop.deadline(seconds) as scope:
+            yield scope
+
+    with pytest.raises(hardstop.DeadlineExceeded) as caught:
+        with limited(FAST) as scope:
+            hardstop.sleep(WAIT)
+    assert caught.value.scope is scope
 
 
 def open_and_forget() -> None:
