@@ -752,6 +752,7 @@ cdef Py_ssize_t _stale = 0    # entries in _heap whose scope left or was withdra
 cdef bint _watchdog_running = False
 cdef object _expiry_carrier = None
 cdef object _start_watchdog = None
+cdef object _fire_now = None
 cdef object _start_pump = None
 _wakeup = allocate_lock()     # held; released to wake the watchdog early
 _wakeup.acquire()
@@ -794,6 +795,7 @@ cdef class Deadline:
     cdef bint _expired
     cdef bint _withdrawn
     cdef bint _in_heap
+    cdef bint _forced       # expire() was called
     cdef Py_ssize_t _entry
     cdef list _receipts
     cdef object _frame      # of the with statement, while the block is open
@@ -898,7 +900,9 @@ cdef class Deadline:
         what = (f"the deadline of {self.seconds} s" if self.seconds is not None
                 else f"the deadline at monotonic time {self.when:.3f}")
         where = self.where
-        return what if where is None else f"{what} set at {where}"
+        if where is not None:
+            what += f" set at {where}"
+        return what + (", made to pass early by expire()," if self._forced else "")
 
     def cancel(self):
         """Withdraw the deadline: the block goes on without a time limit.
@@ -915,6 +919,21 @@ cdef class Deadline:
             if (<Receipt>receipt)._status is PENDING and receipt.cancel():
                 pending = True
         return pending or not self._expired
+
+    def expire(self):
+        """Make the deadline pass now, from any thread (trio's ``cancel()``).
+
+        Its expiry is raised in the block at once, as when the time comes; a
+        wait is woken. Returns False when the block was left or the deadline
+        withdrawn, or it had fired already.
+        """
+        if not self._open or self._withdrawn or self._expired:
+            return False
+        self.when = _monotonic()
+        self._forced = True
+        self._unschedule()
+        _fire_now(self)   # in this thread: no wait for the watchdog to get the GIL
+        return True
 
     def __repr__(self):
         state = ("expired" if self._expired else "withdrawn" if self._withdrawn
@@ -1011,10 +1030,11 @@ def retry_later(Deadline scope, double delay):
         _schedule(scope, _monotonic() + delay)
 
 
-def claim_watchdog():
-    """True if the caller must start the watchdog (deadlines wait, none runs)."""
+def claim_watchdog(bint needed=False):
+    """True if the caller must start the watchdog (deadlines wait, or the caller
+    says one is ``needed``, and none runs)."""
     global _watchdog_running
-    if _watchdog_running or not _heap:
+    if _watchdog_running or not (_heap or needed):
         return False
     _watchdog_running = True
     return True
@@ -1026,10 +1046,11 @@ def release_watchdog():
     _watchdog_running = False
 
 
-def _bind_deadlines(carrier, start_watchdog):
-    global _expiry_carrier, _start_watchdog
+def _bind_deadlines(carrier, start_watchdog, fire_now):
+    global _expiry_carrier, _start_watchdog, _fire_now
     _expiry_carrier = carrier
     _start_watchdog = start_watchdog
+    _fire_now = fire_now
 
 
 def after_fork_in_child():

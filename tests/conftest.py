@@ -20,6 +20,8 @@ import pytest
 
 from hardstop import _hardstop
 
+pytest_plugins = ["pytester"]  # tests of hardstop's own pytest plugin
+
 WAIT = 10.0  # generous bound for anything that should happen "at once"
 HERE = Path(__file__).parent
 

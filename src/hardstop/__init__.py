@@ -1,5 +1,6 @@
 """hardstop: raise an exception in another Python thread, safely."""
 
+from hardstop._asyncio import to_thread
 from hardstop._deadline import Deadline, deadline, deadline_at, timeout
 from hardstop._errors import AmbiguousThread, DeadlineExceeded, HardstopError, Interrupted, ThreadNotFound
 from hardstop._hardstop import Receipt, shield
@@ -29,6 +30,7 @@ __all__ = [
     "shielded",
     "sleep",
     "timeout",
+    "to_thread",
     "unblocking",
     "wake_signal",
 ]

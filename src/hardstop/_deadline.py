@@ -96,7 +96,19 @@ def _after_fork_in_child() -> None:
             raise
 
 
-_hardstop._bind_deadlines(_interrupt._carrier_for(_DeadlinePassed), _start_watchdog)
+def _fire_now(scope: Deadline) -> None:
+    """``scope.expire()``: fire from the calling thread; a watchdog must run for
+    the re-fires of a swallowed expiry."""
+    _fire(scope)
+    if _hardstop.claim_watchdog(True):
+        try:
+            _start_watchdog()
+        except BaseException:
+            _hardstop.release_watchdog()
+            raise
+
+
+_hardstop._bind_deadlines(_interrupt._carrier_for(_DeadlinePassed), _start_watchdog, _fire_now)
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 __all__ = ["Deadline", "deadline", "deadline_at", "timeout"]

@@ -1,0 +1,151 @@
+"""hardstop.futures.ThreadPoolExecutor: cancel() stops running tasks too."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from concurrent.futures import CancelledError, wait
+
+import pytest
+
+import hardstop
+from conftest import WAIT, spin
+from hardstop.futures import ThreadPoolExecutor
+
+
+def test_cancel_stops_a_running_task_and_the_worker_takes_the_next() -> None:
+    started = threading.Event()
+    stopped: list[BaseException] = []
+
+    def stuck() -> None:
+        started.set()
+        try:
+            spin(threading.Event(), 3 * WAIT)
+        except BaseException as error:
+            stopped.append(error)
+            raise
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        future = pool.submit(stuck)
+        assert started.wait(WAIT)
+        assert future.running()
+        assert future.cancel() is True
+        assert future.cancelled()
+        with pytest.raises(CancelledError):
+            future.result(WAIT)
+        # the same (only) worker runs the next task
+        assert pool.submit(threading.get_ident).result(WAIT) > 0
+    assert len(stopped) == 1
+
+
+def test_a_task_in_an_event_wait_is_woken_by_cancel() -> None:
+    started = threading.Event()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        future = pool.submit(lambda: (started.set(), threading.Event().wait(3 * WAIT)))
+        assert started.wait(WAIT)
+        start = time.monotonic()
+        assert future.cancel()
+        assert pool.submit(lambda: "next").result(WAIT) == "next"
+        assert time.monotonic() - start < WAIT
+
+
+def test_cancel_of_a_finished_task_fails_and_of_a_pending_one_works() -> None:
+    gate = threading.Event()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        done = pool.submit(lambda: 1)
+        assert done.result(WAIT) == 1
+        assert done.cancel() is False
+        blocker = pool.submit(gate.wait, WAIT)
+        pending = pool.submit(lambda: "never")
+        assert pending.cancel() is True
+        gate.set()
+        assert blocker.result(WAIT) is True
+        assert pending.cancelled()
+
+
+def test_a_per_task_timeout_fails_the_future_with_deadline_exceeded() -> None:
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        slow = pool.submit_with_timeout(hardstop.sleep, 0.05, WAIT)
+        quick = pool.submit_with_timeout(lambda x: x * 2, WAIT, 21)
+        with pytest.raises(hardstop.DeadlineExceeded):
+            slow.result(WAIT)
+        assert quick.result(WAIT) == 42
+    with pytest.raises(ValueError, match="not nan"):
+        ThreadPoolExecutor().submit_with_timeout(print, float("nan"))
+
+
+def test_the_tasks_own_timeout_error_is_kept() -> None:
+    own = TimeoutError("mine")
+
+    def raises() -> None:
+        raise own
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        future = pool.submit_with_timeout(raises, WAIT)
+        assert future.exception(WAIT) is own
+
+
+def test_shutdown_with_cancel_futures_stops_running_tasks_within_the_bound() -> None:
+    started = threading.Barrier(3)
+    pool = ThreadPoolExecutor(max_workers=2)
+    running = [pool.submit(lambda: (started.wait(WAIT), spin(threading.Event(), 3 * WAIT))) for _ in range(2)]
+    pending = [pool.submit(lambda: "never") for _ in range(3)]
+    started.wait(WAIT)
+    start = time.monotonic()
+    pool.shutdown(wait=True, cancel_futures=True, stop_timeout=WAIT)
+    assert time.monotonic() - start < WAIT
+    assert all(f.cancelled() for f in running + pending)
+    assert not any(thread.is_alive() for thread in pool._threads)
+
+
+def test_shutdown_warns_about_a_task_it_cannot_stop() -> None:
+    started = threading.Event()
+    pool = ThreadPoolExecutor(max_workers=1)
+    # time.sleep in a worker thread is not woken: it raises when the sleep ends.
+    future = pool.submit(lambda: (started.set(), time.sleep(1.0)))
+    assert started.wait(WAIT)
+    time.sleep(0.05)
+    with pytest.warns(RuntimeWarning, match=r"1 task\(s\) still running after 0.2 s: .* in <lambda>"):
+        pool.shutdown(wait=True, cancel_futures=True, stop_timeout=0.2)
+    assert future.cancelled()
+    for thread in pool._threads:
+        thread.join(WAIT)
+        assert not thread.is_alive()
+
+
+def test_no_interrupt_leaks_into_the_next_task_under_random_cancels() -> None:
+    """Thousands of short tasks; another thread cancels running ones at random
+    moments. Every future ends final, cancelled exactly when cancel() said so,
+    later tasks on the same workers are never hit, and no worker is lost."""
+    rng = random.Random(7)
+
+    def task(n: int) -> int:
+        if n % 2:
+            threading.Event().wait(rng.random() * 0.01)  # a wait, woken by cancel()
+        else:
+            spin(threading.Event(), rng.random() * 0.004)  # Python code
+        return n
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        futures = [pool.submit(task, n) for n in range(2000)]
+        said_cancelled: set[int] = set()
+        first = 0  # the oldest future not done yet: the running ones are just after it
+        while first < len(futures):
+            for n in range(first, min(first + 8, len(futures))):
+                if futures[n].running() and rng.random() < 0.5 and futures[n].cancel():
+                    said_cancelled.add(n)
+            time.sleep(rng.random() * 0.002)
+            while first < len(futures) and futures[first].done():
+                first += 1
+        wait(futures, timeout=6 * WAIT)
+        for n, future in enumerate(futures):
+            assert future.done()
+            assert future.cancelled() == (n in said_cancelled)
+            if not future.cancelled():
+                assert future.result() == n  # nothing of a cancelled task landed here
+        assert pool.submit(lambda: "still serving").result(WAIT) == "still serving"
+        alive = sum(thread.is_alive() for thread in pool._threads)
+    print(f"{len(said_cancelled)} running tasks cancelled of {len(futures)}; {alive} workers alive")
+    assert len(said_cancelled) >= 100
+    assert alive == 4  # no worker lost

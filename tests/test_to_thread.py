@@ -1,0 +1,104 @@
+"""hardstop.to_thread: cancelling the await stops the thread before it returns."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+import hardstop
+from conftest import WAIT, spin
+
+
+def test_it_returns_like_asyncio_to_thread() -> None:
+    async def main() -> tuple[int, int]:
+        return await hardstop.to_thread(lambda a, b=0: (a, b), 1, b=2)
+
+    assert asyncio.run(main()) == (1, 2)
+
+
+def test_a_timeout_around_it_stops_the_work_before_the_await_ends() -> None:
+    progress = {"iterations": 0, "left": False}
+
+    def work() -> None:
+        try:
+            stop = threading.Event()
+            while not stop.is_set():
+                progress["iterations"] += 1
+                spin(stop, 0.001)
+        finally:
+            progress["left"] = True
+
+    async def main() -> None:
+        async with asyncio.timeout(0.1):
+            await hardstop.to_thread(work)
+
+    with pytest.raises(TimeoutError):
+        asyncio.run(main())
+    assert progress["left"] is True  # the thread had left work() when the await ended
+    seen = progress["iterations"]
+    time.sleep(0.1)
+    assert progress["iterations"] == seen  # and nothing goes on behind the caller's back
+
+
+def test_cancelling_the_task_wakes_a_thread_in_an_event_wait() -> None:
+    left = threading.Event()
+
+    def work() -> None:
+        try:
+            threading.Event().wait(3 * WAIT)
+        finally:
+            left.set()
+
+    async def main() -> float:
+        task = asyncio.ensure_future(hardstop.to_thread(work))
+        await asyncio.sleep(0.05)
+        start = time.monotonic()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return time.monotonic() - start
+
+    assert asyncio.run(main()) < WAIT
+    assert left.is_set()
+
+
+def test_a_thread_that_cannot_be_woken_is_reported_after_the_bound(monkeypatch) -> None:
+    monkeypatch.setattr(hardstop._asyncio, "STOP_TIMEOUT", 0.2)
+
+    async def main() -> None:
+        task = asyncio.ensure_future(hardstop.to_thread(time.sleep, 1.0))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        await task
+
+    with pytest.warns(RuntimeWarning, match=r"the thread is still running .* 0.2 s after the await was cancelled"):
+        with pytest.raises(asyncio.CancelledError):
+            asyncio.run(main())
+    time.sleep(1.0)  # let the sleep end, and the worker raise and leave
+
+
+def test_the_asyncio_version_only_abandons_the_thread() -> None:
+    """What hardstop.to_thread is for: asyncio's own keeps running after the timeout."""
+    stop = threading.Event()
+    progress = [0]
+
+    def work() -> None:
+        while not stop.is_set():
+            progress[0] += 1
+            time.sleep(0.001)
+
+    async def main() -> bool:
+        try:
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.05):
+                    await asyncio.to_thread(work)
+            seen = progress[0]
+            await asyncio.sleep(0.1)
+            return progress[0] > seen
+        finally:
+            stop.set()  # asyncio.run waits for its executor's threads as it ends
+
+    assert asyncio.run(main()) is True
