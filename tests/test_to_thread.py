@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 import time
 
@@ -10,6 +11,17 @@ import pytest
 
 import hardstop
 from conftest import WAIT, spin
+
+# 3.10 has no asyncio.timeout(), and its asyncio.TimeoutError is not TimeoutError.
+TIMEOUTS = (TimeoutError, asyncio.TimeoutError)
+
+
+async def within(seconds: float, awaitable):
+    """``async with asyncio.timeout(seconds)`` around one await, on every version."""
+    if sys.version_info >= (3, 11):
+        async with asyncio.timeout(seconds):
+            return await awaitable
+    return await asyncio.wait_for(awaitable, seconds)
 
 
 def test_it_returns_like_asyncio_to_thread() -> None:
@@ -32,10 +44,9 @@ def test_a_timeout_around_it_stops_the_work_before_the_await_ends() -> None:
             progress["left"] = True
 
     async def main() -> None:
-        async with asyncio.timeout(0.1):
-            await hardstop.to_thread(work)
+        await within(0.1, hardstop.to_thread(work))
 
-    with pytest.raises(TimeoutError):
+    with pytest.raises(TIMEOUTS):
         asyncio.run(main())
     assert progress["left"] is True  # the thread had left work() when the await ended
     seen = progress["iterations"]
@@ -92,9 +103,8 @@ def test_the_asyncio_version_only_abandons_the_thread() -> None:
 
     async def main() -> bool:
         try:
-            with pytest.raises(TimeoutError):
-                async with asyncio.timeout(0.05):
-                    await asyncio.to_thread(work)
+            with pytest.raises(TIMEOUTS):
+                await within(0.05, asyncio.to_thread(work))
             seen = progress[0]
             await asyncio.sleep(0.1)
             return progress[0] > seen
