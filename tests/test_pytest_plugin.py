@@ -39,8 +39,7 @@ def test_a_stuck_test_fails_with_its_stack_and_the_session_goes_on(pytester: pyt
     result.stdout.fnmatch_lines(
         [
             "*hardstop_timeout: the test ran longer than 0.2 s and was stopped. It was here:*",
-            "*in test_stuck_in_a_loop*",
-            "*sum(range(100))*",
+            "*in test_stuck_in_a_loop*",  # the line varies: the call, or the loop's back-edge
         ]
     )
     result.stdout.fnmatch_lines(["*in test_stuck_sleeping_in_the_main_thread*", "*time.sleep(30)*"])
