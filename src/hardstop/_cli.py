@@ -134,9 +134,22 @@ def describe() -> str:
             "woken in any thread: threading.Condition waits (Event, Queue, Semaphore, Barrier), hardstop.sleep(), "
             "and any wait inside hardstop.unblocking()",
             _main_thread_line(),
-            "not woken in this version: other waits in C (time.sleep, Lock.acquire, I/O) in worker threads; "
-            "their requests stay pending and can be withdrawn",
+            _worker_line(),
         ]
+    )
+
+
+def _worker_line() -> str:
+    from hardstop import _wake
+
+    if _wake._SIGNAL_WORKERS and hardstop.wake_signal() is not None:
+        return (
+            "worker threads in time.sleep, select, socket and pipe I/O, subprocess waits: woken by the wake signal "
+            "(CPython 3.15+); not woken: Lock.acquire and other waits in C, raised when they return"
+        )
+    return (
+        "not woken: other waits in C (time.sleep, Lock.acquire, I/O) in worker threads; their requests stay "
+        "pending and can be withdrawn (a signal ends a worker's system call only from CPython 3.15)"
     )
 
 

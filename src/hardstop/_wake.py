@@ -34,8 +34,13 @@ blocked in C sleeps on. hardstop ends two kinds of waits, in any thread:
   is SIGURG by default (ignored by default, rarely used: Go's runtime picked it
   for the same job), installed when hardstop is imported in the main thread,
   chained to any handler already installed, and changed or turned off with
-  ``hardstop.set_wake_signal()``. Worker threads cannot be woken this way
-  before CPython 3.15: there a signal only reaches the main thread's handlers.
+  ``hardstop.set_wake_signal()``.
+* **On CPython 3.15+, a worker thread in a system call** that retries on
+  EINTR (``time.sleep``, ``select``, socket and pipe I/O, ``subprocess``
+  waits): the same signal, sent to that thread with ``pthread_kill``, ends the
+  call, and CPython raises the pending exception there (gh-144748). Before
+  3.15 a signal only reaches the main thread's handlers, and lock waits
+  (``Lock.acquire``) are not ended by a signal on any version.
 
 Requests armed later by the pump (queued behind another) are woken the same way.
 """
@@ -66,6 +71,9 @@ _chained: object = None  # the handler that was installed before ours
 # it before the handler runs, and the handler then runs with nothing armed: count
 # the signals we send, so that those are not passed on to the chained handler.
 _COUNT_OWN_SIGNALS = sys.version_info >= (3, 15)
+# 3.15+ also let a signal end a worker's system call with its pending exception.
+# The handler is installed without SA_RESTART (signal.signal never sets it).
+_SIGNAL_WORKERS = sys.version_info >= (3, 15)
 _own_signals = 0
 
 
@@ -206,15 +214,19 @@ def _wake_condition_in_helper(condition: Any, waiter: Any, receipt: Receipt) -> 
 
 
 def _wake_without_condition(receipt: Receipt, frame: FrameType | None) -> None:
-    """For an armed target in no Condition wait: signal the main thread, or say why not."""
-    if not _signal_main_thread(receipt):
+    """For an armed target in no Condition wait: signal it, or say why not."""
+    if not _signal_thread(receipt):
         receipt.wake = _not_woken(receipt.ident, frame)
 
 
-def _signal_main_thread(receipt: Receipt) -> bool:
+def _signal_thread(receipt: Receipt) -> bool:
+    """Send the wake signal to the target: the main thread on any version, a
+    worker on 3.15+ (where a system call interrupted by a signal raises the
+    pending exception in the thread it ran in, gh-144748)."""
     global _own_signals
+    main = receipt.ident == threading.main_thread().ident
     if (
-        receipt.ident == threading.main_thread().ident
+        (main or _SIGNAL_WORKERS)
         and _wake_signal is not None
         and is_armed(receipt)
         and signal.getsignal(_wake_signal) is _on_wake_signal
@@ -222,7 +234,13 @@ def _signal_main_thread(receipt: Receipt) -> bool:
         if _COUNT_OWN_SIGNALS:
             _own_signals += 1
         signal.pthread_kill(receipt.ident, _wake_signal)
-        receipt.wake = f"{signal.Signals(_wake_signal).name} sent to the main thread"
+        name = signal.Signals(_wake_signal).name
+        receipt.wake = (
+            f"{name} sent to the main thread"
+            if main
+            else f"{name} sent to the worker thread: on CPython 3.15+ this ends a time.sleep, select, socket, "
+            "pipe or subprocess wait with the exception; a Lock.acquire goes on until it returns"
+        )
         return True
     return False
 
