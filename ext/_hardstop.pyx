@@ -800,6 +800,7 @@ cdef class Deadline:
     cdef list _receipts
     cdef object _frame      # of the with statement, while the block is open
     cdef object _code       # and its code and line, for messages
+    cdef public str label   # what it guards, named instead of where it was set (e.g. by hardstop.futures)
     cdef int _line
 
     def __init__(self):
@@ -900,7 +901,9 @@ cdef class Deadline:
         what = (f"the deadline of {self.seconds} s" if self.seconds is not None
                 else f"the deadline at monotonic time {self.when:.3f}")
         where = self.where
-        if where is not None:
+        if self.label is not None:
+            what += f" set for {self.label}"
+        elif where is not None:
             what += f" set at {where}"
         return what + (", made to pass early by expire()," if self._forced else "")
 

@@ -68,8 +68,9 @@ def test_a_per_task_timeout_fails_the_future_with_deadline_exceeded() -> None:
     with ThreadPoolExecutor(max_workers=2) as pool:
         slow = pool.submit_with_timeout(hardstop.sleep, 0.05, WAIT)
         quick = pool.submit_with_timeout(lambda x: x * 2, WAIT, 21)
-        with pytest.raises(hardstop.DeadlineExceeded):
+        with pytest.raises(hardstop.DeadlineExceeded) as caught:
             slow.result(WAIT)
+        assert str(caught.value) == f"The deadline of 0.05 s set for the task {hardstop.sleep!r} has passed."
         assert quick.result(WAIT) == 42
     with pytest.raises(ValueError, match="not nan"):
         ThreadPoolExecutor().submit_with_timeout(print, float("nan"))

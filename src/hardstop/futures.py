@@ -88,6 +88,7 @@ class _Task:
         self.started = True
         try:
             with deadline(self.timeout) as scope:
+                scope.label = f"the task {self.fn!r}"
                 with self._lock:
                     self._scope, self.thread = scope, threading.current_thread()
                     stop_now = self._stop_requested

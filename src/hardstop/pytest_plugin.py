@@ -84,11 +84,16 @@ def _guarded(item: pytest.Item, phase: str) -> Generator[None, Any, Any]:
             return (yield)
     except hardstop.DeadlineExceeded as error:
         inside = error.__cause__
-        stack = "".join(traceback.format_tb(inside.__traceback__)) if inside is not None else ""
-        pytest.fail(
-            f"hardstop_timeout: the test ran longer than {seconds:g} s and was stopped. It was here:\n{stack}",
-            pytrace=False,
-        )
+        frames = traceback.extract_tb(inside.__traceback__) if inside is not None else []
+    # Failed outside the except block, so that pytest shows this report alone,
+    # not chained to the exceptions that pluggy's frames carried.
+    # From the test's own file down, without pytest's and pluggy's frames above it.
+    mine = [i for i, frame in enumerate(frames) if frame.filename == str(item.path)]
+    stack = "".join(traceback.format_list(frames[mine[0] :] if mine else frames))
+    pytest.fail(
+        f"hardstop_timeout: the test ran longer than {seconds:g} s and was stopped. It was here:\n{stack}",
+        pytrace=False,
+    )
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
