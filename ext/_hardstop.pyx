@@ -46,6 +46,7 @@ from cpython.pythread cimport PyThread_get_thread_ident
 from cpython.pycapsule cimport PyCapsule_New
 from cpython.exc cimport PyErr_SetObject
 
+import sys as _sys
 import threading
 from _thread import allocate_lock
 
@@ -120,6 +121,9 @@ cdef dict _queued = {}   # ident -> list of Receipts waiting for the slot, oldes
 # A reused address can only delay the next request until that handler ends.
 cdef dict _handling = {}
 cdef bint _pump_running = False
+# ident -> the Receipt raised there last, until the next or the thread's end: how
+# an exception that CPython swallows in a finalizer is recognised (_SwallowWatch).
+cdef dict _last_delivered = {}
 cdef dict _active = threading._active   # threading's own registry: ident -> Thread
 cdef str _WATCH_KEY = "hardstop._hardstop.watch"
 
@@ -293,6 +297,7 @@ cdef void _thread_ended(unsigned long ident):
     armed = _armed.pop(ident, None)
     _handling.pop(ident, None)
     _scopes.pop(ident, None)
+    _last_delivered.pop(ident, None)
     if armed is not None:
         pending.insert(0, armed)
     for receipt in pending:
@@ -476,8 +481,52 @@ def deliver(cls, *args):
 cdef void _delivered(Receipt receipt, unsigned long ident) except *:
     _finish(receipt, DELIVERED, None)
     _handling[ident] = <Py_ssize_t><PyObject *>receipt.exception   # the next waits until it is handled
+    _last_delivered[ident] = receipt
+    _watch_unraisable()
     if receipt._scope is not None:
         _expiry_delivered(<Deadline>receipt._scope)
+
+
+# CPython swallows an exception raised in __del__, a weakref callback or a GC
+# callback: it hands it to sys.unraisablehook and goes on. One of ours raised
+# there was not delivered to the code it was aimed at, so its receipt must not
+# say so. hardstop wraps whatever hook is installed when it delivers (pytest,
+# for one, installs its own once per session), and the wrapper, called in the
+# thread that swallowed it, turns that receipt to "undelivered" before passing
+# the exception on. Deadlines and kill() then raise again, as when any code
+# swallows their exception.
+cdef str _SWALLOWED = ("raised inside a finalizer (__del__, a weakref or GC callback), where CPython "
+                       "swallows exceptions: it went to sys.unraisablehook")
+
+
+cdef class _SwallowWatch:
+    cdef readonly object wrapped
+
+    def __call__(self, unraisable):
+        _swallowed(PyThread_get_thread_ident(), getattr(unraisable, "exc_value", None))
+        return self.wrapped(unraisable)
+
+    def __repr__(self):
+        return f"<hardstop watching {self.wrapped!r}>"
+
+
+cdef void _watch_unraisable() except *:
+    cdef _SwallowWatch watch
+    hook = _sys.unraisablehook
+    if type(hook) is not _SwallowWatch:
+        watch = _SwallowWatch.__new__(_SwallowWatch)
+        watch.wrapped = hook
+        _sys.unraisablehook = watch
+
+
+cdef void _swallowed(unsigned long ident, object error) except *:
+    cdef Receipt receipt = _last_delivered.get(ident)
+    if receipt is None or error is None or receipt.exception is not error or receipt._status is not DELIVERED:
+        return
+    del _last_delivered[ident]
+    receipt._status = UNDELIVERED
+    receipt.reason = _SWALLOWED
+    _handling.pop(ident, None)   # nothing handles it: the next request may be armed
 
 
 cdef void _raise_armed_now(unsigned long ident) except *:

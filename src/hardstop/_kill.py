@@ -74,7 +74,7 @@ def kill(thread: threading.Thread, timeout: float = 5.0, exc: object = Interrupt
     if not thread.is_alive():
         return result(True, "It had already finished.")
     while True:
-        if not receipts or _swallowed(receipts[-1], thread):
+        if not receipts or _needs_another(receipts[-1], thread):
             try:
                 receipts.append(interrupt(thread, exc))
             except ThreadNotFound:
@@ -95,8 +95,11 @@ def kill(thread: threading.Thread, timeout: float = 5.0, exc: object = Interrupt
     return result(False, _why_alive(receipts, thread, time.monotonic() - last_sent, frame), _stack(frame))
 
 
-def _swallowed(receipt: Receipt, thread: threading.Thread) -> bool:
-    """Delivered, yet the thread runs on outside its handler: interrupt it again."""
+def _needs_another(receipt: Receipt, thread: threading.Thread) -> bool:
+    """The thread runs on although the last request was raised (and it is out of
+    its handler), or was swallowed by CPython in a finalizer: interrupt again."""
+    if receipt.status == "undelivered":
+        return True
     return receipt.delivered and not still_handling(thread.ident or 0)
 
 

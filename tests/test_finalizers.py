@@ -1,0 +1,91 @@
+"""An interrupt CPython swallows in a finalizer is not reported delivered (#9.3)."""
+
+from __future__ import annotations
+
+import sys
+import threading
+
+import pytest
+
+import hardstop
+from conftest import WAIT, assert_nothing_pending, spin
+
+
+class SpinsInDel:
+    """An object whose finalizer runs Python code until told to stop."""
+
+    def __init__(self, inside: threading.Event, leave: threading.Event) -> None:
+        self.inside, self.leave = inside, leave
+
+    def __del__(self) -> None:
+        self.inside.set()
+        spin(self.leave)
+
+
+@pytest.fixture
+def swallowed(monkeypatch) -> list[object]:
+    """What reaches sys.unraisablehook (pytest's own would fail the test)."""
+    seen: list[object] = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda unraisable: seen.append(unraisable.exc_value))
+    return seen
+
+
+def test_an_interrupt_swallowed_in_del_ends_undelivered_and_the_hook_still_sees_it(swallowed) -> None:
+    inside, leave, after = threading.Event(), threading.Event(), threading.Event()
+    outcome: list[str] = []
+
+    def body() -> None:
+        try:
+            SpinsInDel(inside, leave)  # dropped at once: __del__ runs here
+            after.set()
+            spin(threading.Event(), WAIT)
+            outcome.append("went on")
+        except hardstop.Interrupted:
+            outcome.append("interrupted later")
+
+    thread = threading.Thread(target=body)
+    thread.start()
+    assert inside.wait(WAIT)
+    receipt = hardstop.interrupt(thread)
+    assert after.wait(WAIT)  # the thread went on past the finalizer
+    assert receipt.status == "undelivered"
+    assert receipt.reason == (
+        "raised inside a finalizer (__del__, a weakref or GC callback), where CPython swallows exceptions: "
+        "it went to sys.unraisablehook"
+    )
+    assert receipt.delivered is False
+    assert [type(error) for error in swallowed] == [hardstop.Interrupted]
+    assert swallowed[0] is receipt.exception
+    second = hardstop.interrupt(thread)  # the next request is armed at once: nothing is handling the first
+    assert second.wait(WAIT)
+    thread.join(WAIT)
+    assert outcome == ["interrupted later"]
+
+
+def test_kill_stops_a_thread_whose_first_interrupt_was_swallowed(swallowed) -> None:
+    inside, leave = threading.Event(), threading.Event()
+
+    def body() -> None:
+        try:
+            SpinsInDel(inside, leave)
+            spin(threading.Event(), 3 * WAIT)
+        except hardstop.Interrupted:
+            pass
+
+    thread = threading.Thread(target=body)
+    thread.start()
+    assert inside.wait(WAIT)
+    result = hardstop.kill(thread, timeout=WAIT)
+    assert result.stopped
+    assert [r.status for r in result.receipts] == ["undelivered", "delivered"]
+    assert len(swallowed) == 1
+
+
+def test_a_deadline_whose_expiry_was_swallowed_fires_again_and_ends_its_block(swallowed) -> None:
+    inside = threading.Event()
+    with pytest.raises(hardstop.DeadlineExceeded):
+        with hardstop.deadline(0.05):
+            SpinsInDel(inside, threading.Event())  # spins in __del__ until its expiry is swallowed there
+            hardstop.sleep(WAIT)  # the deadline fires again: woken here
+    assert len(swallowed) == 1
+    assert_nothing_pending(threading.get_ident())
