@@ -17,6 +17,7 @@ import traceback
 from dataclasses import dataclass
 from types import FrameType
 
+from hardstop import _wake
 from hardstop._errors import Interrupted, ThreadNotFound
 from hardstop._hardstop import Receipt, current_frame, still_handling
 from hardstop._interrupt import interrupt
@@ -124,11 +125,14 @@ def _why_alive(receipts: list[Receipt], thread: threading.Thread, age: float, fr
 def _blocked_why(thread: threading.Thread) -> str:
     if thread is threading.main_thread():
         return "It is blocked in a call that the wake signal does not end, or the signal is turned off."
-    return (
-        "It is blocked in a call into C that CPython cannot interrupt in a non-main thread "
-        "(time.sleep, Lock.acquire, socket or file I/O, a C extension); the interrupt stays armed and is "
-        "raised when that call returns."
-    )
+    if _wake._SIGNAL_WORKERS and _wake.wake_signal() is not None:
+        calls = "that the wake signal does not end in a non-main thread (Lock.acquire, Thread.join, a C extension)"
+    else:
+        calls = (
+            "that CPython cannot interrupt in a non-main thread "
+            "(time.sleep, Lock.acquire, socket or file I/O, a C extension)"
+        )
+    return f"It is blocked in a call into C {calls}; the interrupt stays armed and is raised when that call returns."
 
 
 def _where(frame: FrameType | None) -> str:
