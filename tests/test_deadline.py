@@ -456,3 +456,16 @@ def test_a_block_left_without_exit_never_fires_in_the_code_after_it() -> None:
     open_and_forget()
     spin(threading.Event(), 0.3)  # past its deadline: nothing may land here
     assert_nothing_pending(threading.get_ident())
+
+
+def test_deadline_exceeded_pickles_with_its_message() -> None:
+    """Executors and clusters send exceptions between processes."""
+    import pickle
+
+    with pytest.raises(hardstop.DeadlineExceeded) as caught:
+        with hardstop.deadline(0):
+            hardstop.sleep(WAIT)
+    copy = pickle.loads(pickle.dumps(caught.value))
+    assert type(copy) is hardstop.DeadlineExceeded
+    assert str(copy) == str(caught.value)
+    assert copy.scope is None

@@ -36,11 +36,21 @@ class DeadlineExceeded(TimeoutError):
     ``scope`` is the deadline it belongs to.
     """
 
-    scope: Deadline
+    scope: Deadline | None  # None once pickled: a scope lives in one process
 
     def __init__(self, scope: Deadline) -> None:
         super().__init__(f"{scope.description[0].upper()}{scope.description[1:]} has passed.")
         self.scope = scope
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return _unpickled_deadline_exceeded, (str(self),)
+
+
+def _unpickled_deadline_exceeded(message: str) -> DeadlineExceeded:
+    error = DeadlineExceeded.__new__(DeadlineExceeded)
+    TimeoutError.__init__(error, message)
+    error.scope = None
+    return error
 
 
 class _DeadlinePassed(BaseException):

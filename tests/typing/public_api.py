@@ -36,7 +36,7 @@ def use_everything(worker: threading.Thread) -> None:
         with hardstop.shield():
             hardstop.sleep(0.1)
     except hardstop.DeadlineExceeded as error:
-        assert_type(error.scope, hardstop.Deadline)
+        assert_type(error.scope, hardstop.Deadline | None)
 
     result = hardstop.kill(worker, timeout=1.0, exc=SystemExit)
     assert_type(result, hardstop.KillResult)
