@@ -11,6 +11,7 @@ import argparse
 import platform
 import queue
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -169,6 +170,11 @@ def demo() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "bench":
+        from hardstop.bench import main as bench_main
+
+        return bench_main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m hardstop", description=__doc__.splitlines()[0])
     parser.add_argument("--no-demo", action="store_true", help="only print what this interpreter supports")
     args = parser.parse_args(argv)
