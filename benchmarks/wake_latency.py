@@ -105,8 +105,8 @@ def worker_syscalls() -> dict[str, object]:
     release_at_end.append(lambda: writer.send(b"x" * 1024))
     release_at_end.append(lambda: os.write(pipe_write, b"x" * 1024))
     return {
-        "time.sleep": lambda: time.sleep(BOUND * 2),
-        "select.select": lambda: select.select([], [], [], BOUND * 2),
+        "time.sleep": lambda: time.sleep(LONG),
+        "select.select": lambda: select.select([], [], [], LONG),
         "socket.recv": lambda: reader.recv(1),
         "os.read (pipe)": lambda: os.read(pipe_read, 1),
     }
