@@ -504,7 +504,10 @@ cdef class _SwallowWatch:
 
     def __call__(self, unraisable):
         _swallowed(PyThread_get_thread_ident(), getattr(unraisable, "exc_value", None))
-        return self.wrapped(unraisable)
+        # The hook reports the error (it formats a traceback, pytest records it):
+        # a request that lands in it would break the report. Held until it returns.
+        with shield():
+            return self.wrapped(unraisable)
 
     def __repr__(self):
         return f"<hardstop watching {self.wrapped!r}>"

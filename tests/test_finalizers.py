@@ -89,3 +89,26 @@ def test_a_deadline_whose_expiry_was_swallowed_fires_again_and_ends_its_block(sw
             hardstop.sleep(WAIT)  # the deadline fires again: woken here
     assert len(swallowed) == 1
     assert_nothing_pending(threading.get_ident())
+
+
+def test_nothing_lands_inside_the_unraisable_hook_while_it_reports(monkeypatch) -> None:
+    """The deadline fires again 10 ms after its swallowed expiry; a hook that takes
+    longer to report it must not be cut short: the expiry waits for it to return."""
+    landed_in_hook: list[BaseException] = []
+    reported: list[object] = []
+
+    def slow_hook(unraisable) -> None:
+        try:
+            spin(threading.Event(), 0.1)
+            reported.append(unraisable.exc_value)
+        except BaseException as error:
+            landed_in_hook.append(error)
+            raise
+
+    monkeypatch.setattr(sys, "unraisablehook", slow_hook)
+    with pytest.raises(hardstop.DeadlineExceeded):
+        with hardstop.deadline(0.05):
+            SpinsInDel(threading.Event(), threading.Event())
+            hardstop.sleep(WAIT)
+    assert landed_in_hook == []
+    assert len(reported) == 1
