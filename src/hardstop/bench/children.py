@@ -180,11 +180,15 @@ def _process_host(s: measure.Settings) -> dict[str, Any]:
 def process_results(s: measure.Settings) -> dict[str, Any]:
     """Run the host process; on failure, every cell says why."""
     command = [sys.executable, "-m", "hardstop.bench.children", "process", json.dumps(asdict(s))]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
-    if done.returncode == 0:
-        results: dict[str, Any] = json.loads(done.stdout)
-        return results
-    why = f"the host process failed (exit status {done.returncode}): {done.stderr.strip()[-300:]}"
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    except subprocess.TimeoutExpired:
+        why = "the host process did not finish in 600 s"
+    else:
+        if done.returncode == 0:
+            results: dict[str, Any] = json.loads(done.stdout)
+            return results
+        why = f"the host process failed (exit status {done.returncode}): {done.stderr.strip()[-300:]}"
     return {"cells": [measure.blank("process", kind.key, "worker", "error", why) for kind in WORKLOADS]}
 
 

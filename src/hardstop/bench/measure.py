@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import hardstop
-from hardstop.bench.methods import Kill, Method, Settrace
+from hardstop.bench.methods import Method, Settrace
 from hardstop.bench.workloads import CountedLoop, Workload
 
 START_LIMIT = 10.0  # seconds the work is given to start
@@ -173,7 +173,7 @@ def worker_trial(kind: type[Method], work_kind: type[Workload], s: Settings) -> 
             time.sleep(s.settle)
             asked = time.perf_counter()
             token = method.request(thread)
-            trial.request = time.perf_counter() - asked
+            trial.request = None if method.request_waits else time.perf_counter() - asked
         working.join(max(0.0, asked + s.bound - time.perf_counter()))
         if working.is_alive():
             trial.note = method.withdraw(working, token)
@@ -266,7 +266,7 @@ def request_cost(kind: type[Method], requests: int) -> float | None:
     median of ``requests`` requests, each withdrawn before the next, on a thread
     of the method's kind blocked in ``Lock.acquire`` (nothing is raised or woken).
     None for the methods without a separate request call."""
-    if kind.timeout_style or kind.where != "thread" or kind is Kill:
+    if kind.timeout_style or kind.where != "thread" or kind.request_waits:
         return None
     lock, ready = threading.Lock(), threading.Event()
     lock.acquire()

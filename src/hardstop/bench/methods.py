@@ -33,6 +33,7 @@ class Method:
     not_main = ""  # why not in the main thread, when it cannot
     where = "thread"  # or "daemon", "process": cells run in child processes (children.py)
     timeout_style = False  # the stop is a time limit set by the working thread itself
+    request_waits = False  # the request call waits for the thread to end (its time is no request cost)
     module = ""  # a peer's module, imported by peers.load()
     distribution = ""  # and its name on PyPI
 
@@ -278,6 +279,7 @@ class Kill(Method):
     label = "hardstop.kill"
     threads = ("worker",)
     not_main = "kill() waits for the thread to end"
+    request_waits = True
 
     def request(self, thread: threading.Thread) -> object:
         return hardstop.kill(thread, timeout=self.bound)

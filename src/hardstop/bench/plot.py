@@ -82,13 +82,15 @@ def _bars(axes: Any, rows: list[tuple[str, float | None, list[float] | None]], t
     axes.barh(positions, values, xerr=errors, color="#4c72b0", ecolor="#555555", capsize=2)
     axes.set_yticks(positions, [label for label, _, _ in shown], fontsize=8)
     axes.invert_yaxis()
-    for position, value in zip(positions, values, strict=True):
-        axes.text(value, position, _number(value, unit, signed), va="center", fontsize=7)
+    ends = [value + (errors[1][i] if errors else 0.0) for i, value in enumerate(values)]
+    for position, value, end in zip(positions, values, ends, strict=True):
+        axes.text(max(end, 0.0), position, _number(value, unit, signed), va="center", fontsize=7)
     if signed:
         axes.set_xscale("symlog", linthresh=1)
         axes.axvline(1, color="grey", linestyle=":", linewidth=1)
     else:
         axes.set_xscale("log")
+    axes.set_xlim(right=max(ends) * 8)  # room for the last label
     axes.set_title(title, fontsize=10)
 
 
