@@ -7,14 +7,14 @@ can escape a handler in the same frame (a CPython bug, see docs/known-issues).
 
 from __future__ import annotations
 
-import select
+import _thread
 import shutil
-import socket
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -36,25 +36,34 @@ def spin(stop: threading.Event, limit: float = WAIT) -> int:
 
 
 class Gate:
-    """Blocks threads in ``select()``, a wait hardstop cannot end, until opened.
+    """Blocks threads in ``Lock.acquire``, a wait hardstop cannot end in a worker
+    on any version (from 3.15 a signal ends sleeps and I/O there, not lock waits),
+    until opened.
 
-    Built on a socket pair rather than a lock, so that an interrupt landing
-    right after the wait leaves nothing held (as an acquire/release pair would).
+    Each waiter blocks on a lock of its own, so that an interrupt landing right
+    after the wait leaves nothing shared held (as one acquire/release pair would).
     """
 
     def __init__(self) -> None:
-        self._reader, self._writer = socket.socketpair()
+        self._waiters: list[Any] = []
+        self._opened = False
         _open_gates.append(self)
 
     def wait(self) -> None:
-        select.select([self._reader], [], [], WAIT)
+        mine = _thread.allocate_lock()
+        mine.acquire()
+        self._waiters.append(mine)
+        if not self._opened:
+            mine.acquire(True, WAIT)
 
     def open(self) -> None:
-        self._writer.send(b"x")
+        self._opened = True
+        for lock in list(self._waiters):
+            if lock.locked():
+                lock.release()
 
     def close(self) -> None:
-        self._reader.close()
-        self._writer.close()
+        self.open()
 
 
 _open_gates: list[Gate] = []

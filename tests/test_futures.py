@@ -103,8 +103,10 @@ def test_shutdown_with_cancel_futures_stops_running_tasks_within_the_bound() -> 
 def test_shutdown_warns_about_a_task_it_cannot_stop() -> None:
     started = threading.Event()
     pool = ThreadPoolExecutor(max_workers=1)
-    # time.sleep in a worker thread is not woken: it raises when the sleep ends.
-    future = pool.submit(lambda: (started.set(), time.sleep(1.0)))
+    # A lock wait in a worker thread is not woken (on any version): it raises when the wait ends.
+    held = threading.Lock()
+    held.acquire()
+    future = pool.submit(lambda: (started.set(), held.acquire(True, 1.0)))
     assert started.wait(WAIT)
     time.sleep(0.05)
     with pytest.warns(RuntimeWarning, match=r"1 task\(s\) still running after 0.2 s: .* in <lambda>"):

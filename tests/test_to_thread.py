@@ -80,7 +80,9 @@ def test_a_thread_that_cannot_be_woken_is_reported_after_the_bound(monkeypatch) 
     monkeypatch.setattr(hardstop._asyncio, "STOP_TIMEOUT", 0.2)
 
     async def main() -> None:
-        task = asyncio.ensure_future(hardstop.to_thread(time.sleep, 1.0))
+        held = threading.Lock()
+        held.acquire()
+        task = asyncio.ensure_future(hardstop.to_thread(held.acquire, True, 1.0))  # no version wakes a lock wait
         await asyncio.sleep(0.05)
         task.cancel()
         await task
