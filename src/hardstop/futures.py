@@ -31,7 +31,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from hardstop._deadline import deadline
 from hardstop._errors import DeadlineExceeded
-from hardstop._hardstop import Deadline, current_frame
+from hardstop._hardstop import Deadline, current_frame, shield
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -89,7 +89,9 @@ class _Task:
         try:
             with deadline(self.timeout) as scope:
                 scope.label = f"the task {self.fn!r}"
-                with self._lock:
+                # Shielded: an expiry landing between the lock's acquire and the body
+                # (3.14's `with lock:`) would leave it held and hang the finally below.
+                with shield(), self._lock:
                     self._scope, self.thread = scope, threading.current_thread()
                     stop_now = self._stop_requested
                 if stop_now:
