@@ -80,6 +80,19 @@ cdef extern from "Python.h":
     # place hardstop calls it (CPython marks it "XXX Deprecate this").
     int PyThreadState_SetAsyncExc(unsigned long, PyObject *)
 
+cdef extern from *:
+    """
+    /* Public from 3.13; the same function had a leading underscore before. */
+    #if PY_VERSION_HEX >= 0x030D0000
+    #define hardstop_is_finalizing() Py_IsFinalizing()
+    #else
+    #define hardstop_is_finalizing() _Py_IsFinalizing()
+    #endif
+    """
+    # True once the interpreter has begun to shut down: every other thread state
+    # is gone by then, and daemon threads never run Python code again.
+    bint hardstop_is_finalizing()
+
 cdef extern from "hardstop.h":
     ctypedef struct Hardstop_CAPI:
         int version
@@ -300,8 +313,12 @@ cdef void _thread_ended(unsigned long ident):
     _last_delivered.pop(ident, None)
     if armed is not None:
         pending.insert(0, armed)
+    if hardstop_is_finalizing():
+        why = "the interpreter shut down before the thread raised this exception (daemon threads run no more Python code)"
+    else:
+        why = "the thread ended before it raised this exception"
     for receipt in pending:
-        _finish(receipt, UNDELIVERED, "the thread ended before it raised this exception")
+        _finish(receipt, UNDELIVERED, why)
 
 
 cdef int _watch(PyThreadState *ts, unsigned long ident) except -1:
@@ -327,6 +344,10 @@ cdef PyThreadState *_only_state(unsigned long ident) except NULL:
     cdef int n = _count_states(ident, &ts)
     if n == 1:
         return ts
+    if n == 0 and hardstop_is_finalizing():
+        raise ThreadNotFound(
+            f"The interpreter is shutting down: thread {ident} runs no more Python code, so nothing was armed."
+        )
     if n == 0:
         raise ThreadNotFound(f"No live thread of this interpreter has ident {ident}.")
     raise AmbiguousThread(
@@ -365,6 +386,41 @@ cdef bint _still_handling(unsigned long ident, PyThreadState *ts):
     return False
 
 
+# Standard-library lock handling (threading, queue, ...) that an exception must
+# not land in: a Condition's __exit__ interrupted at its first line leaves the
+# lock held, and Queue's bookkeeping half done. Filled by hardstop._protected.
+cdef set _protected_codes = set()   # id() of each code object (kept alive there)
+cdef object _wait_code = None       # Condition.wait: protected but at its waits
+cdef object _wait_lines = frozenset()
+
+
+def _bind_protected(codes, wait_code, wait_lines):
+    global _protected_codes, _wait_code, _wait_lines
+    _protected_codes = {id(code) for code in codes}
+    _wait_code, _wait_lines = wait_code, frozenset(wait_lines)
+
+
+cdef bint _in_protected_code(PyThreadState *ts) except -1:
+    """Is the thread's innermost frame standard-library lock handling? Arming
+    there is put off (the pump retries); the next check after a thread stopped
+    in other code is at a function's start, before it has done anything."""
+    cdef PyFrameObject *frame = PyThreadState_GetFrame(ts)
+    if frame == NULL:
+        return False
+    current = <object><PyObject *>frame
+    Py_DECREF(current)   # drop the reference PyThreadState_GetFrame gave us
+    code = current.f_code
+    if id(code) not in _protected_codes:
+        return False
+    return code is not _wait_code or current.f_lineno not in _wait_lines
+
+
+def in_protected_code(unsigned long ident):
+    """True when the thread ``ident`` is inside standard-library lock handling."""
+    cdef PyThreadState *ts = NULL
+    return _count_states(ident, &ts) == 1 and _in_protected_code(ts)
+
+
 cdef object _first_free(list queue):
     """The oldest request in ``queue`` that no shield holds back, or None."""
     for receipt in queue:
@@ -386,8 +442,8 @@ cdef object _arm_next(unsigned long ident):
         n = _count_states(ident, &ts)
         if n > 1:
             return None   # a twin is present (3.10/3.11: a thread being started); the pump retries
-        if n == 1 and _still_handling(ident, ts):
-            return None   # the pump retries once the handler is done
+        if n == 1 and (_still_handling(ident, ts) or _in_protected_code(ts)):
+            return None   # the pump retries once the handler is done, or the lock code left
         receipt = queue[0] if n == 0 else _first_free(queue)
         if receipt is None:
             return None   # all held back: the shield's exit arms the next
@@ -631,7 +687,7 @@ cdef Receipt _arm_request(object thread, unsigned long ident, object exc, object
     receipt._scope = scope
     queue = _queued.get(ident)
     if (ident in _armed or _held(receipt) or (queue and _first_free(queue) is not None)
-            or _still_handling(ident, ts)):
+            or _still_handling(ident, ts) or _in_protected_code(ts)):
         _queued.setdefault(ident, []).append(receipt)
     else:
         _arm(receipt, ts)
@@ -865,6 +921,11 @@ cdef class Deadline:
         cdef PyFrameObject *frame
         if self._entered:
             raise RuntimeError(f"{self!r} was entered already: use one per with statement.")
+        if self.when < _INF and hardstop_is_finalizing():
+            # The watchdog is a daemon thread, and daemon threads are stopped for good.
+            raise RuntimeError(
+                f"{self!r} cannot be enforced: the interpreter is shutting down and no thread is left to fire it."
+            )
         if not _watchdog_running and self.when < _INF:
             _watchdog_running = True
             try:

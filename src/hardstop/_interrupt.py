@@ -15,10 +15,11 @@ for that every millisecond, and runs only while something is queued.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 
-from hardstop import _hardstop, _wake
+from hardstop import _hardstop, _protected, _wake  # noqa: F401 - _protected binds on import
 from hardstop._errors import AmbiguousThread, Interrupted
 from hardstop._hardstop import Receipt
 from hardstop._targets import resolve
@@ -123,6 +124,12 @@ def _pump() -> None:
 def _start_pump() -> None:
     try:
         threading.Thread(target=_pump, name="hardstop-pump", daemon=True).start()
+    except RuntimeError:
+        # "can't create new thread at interpreter shutdown" (atexit, 3.12+): what is
+        # queued stays pending, and ends undelivered as the interpreter drops its thread.
+        _hardstop.release_pump()
+        if not sys.is_finalizing() and threading.main_thread().is_alive():
+            raise
     except BaseException:
         _hardstop.release_pump()
         raise

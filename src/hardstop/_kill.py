@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import linecache
 import math
+import sys
 import threading
 import time
 import traceback
@@ -72,6 +73,12 @@ def kill(thread: threading.Thread, timeout: float = 5.0, exc: object = Interrupt
     def result(stopped: bool, reason: str, stack: str | None = None) -> KillResult:
         return KillResult(thread, stopped, len(receipts), time.monotonic() - start, reason, stack, tuple(receipts))
 
+    if sys.is_finalizing():  # threading may even say it ended: CPython dropped its thread state
+        return result(
+            False,
+            "The interpreter is shutting down: other threads run no more Python code, so none can be interrupted; "
+            "this one stays where it is until the process exits.",
+        )
     if not thread.is_alive():
         return result(True, "It had already finished.")
     while True:
@@ -79,7 +86,8 @@ def kill(thread: threading.Thread, timeout: float = 5.0, exc: object = Interrupt
             try:
                 receipts.append(interrupt(thread, exc))
             except ThreadNotFound:
-                break  # it ended just now
+                thread.join(max(0.0, end - time.monotonic()))  # its thread state is gone: it is ending
+                break
             last_sent = time.monotonic()
         remaining = end - time.monotonic()
         if remaining <= 0:
@@ -106,6 +114,8 @@ def _needs_another(receipt: Receipt, thread: threading.Thread) -> bool:
 
 def _why_alive(receipts: list[Receipt], thread: threading.Thread, age: float, frame: FrameType | None) -> str:
     where = _where(frame)
+    if not receipts:
+        return f"Its thread state was gone before it could be interrupted, yet it has not ended ({where})."
     last = receipts[-1]
     caught = sum(receipt.delivered for receipt in receipts)
     if last.status == "deferred":

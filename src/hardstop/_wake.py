@@ -57,7 +57,7 @@ from collections.abc import Callable
 from types import FrameType, TracebackType
 from typing import Any
 
-from hardstop._hardstop import Receipt, current_frame, is_armed
+from hardstop._hardstop import Receipt, current_frame, in_protected_code, is_armed
 
 _LOCK_PATIENCE = 0.05  # seconds the interrupter waits for a busy condition lock
 _CONDITION_WAIT = threading.Condition.wait.__code__
@@ -347,6 +347,11 @@ def _note_queued(receipt: Receipt) -> None:
         return
     if receipt.status == "deferred":
         receipt.wake = "not woken: the thread is inside a hardstop.shield(); it raises this as it leaves"
+    elif receipt.status == "pending" and in_protected_code(receipt.ident):
+        receipt.wake = (
+            "not yet: the thread is inside the standard library's own lock handling, where an exception would "
+            "leave a lock held; it is armed (and woken) as soon as the thread is out"
+        )
     elif receipt.status == "pending":
         receipt.wake = "not yet: queued behind an earlier request, and woken when it is armed"
 

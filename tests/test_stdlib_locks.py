@@ -1,0 +1,111 @@
+"""Interrupts never land inside the standard library's own lock handling.
+
+Without that, a thread doing Queue traffic under a rain of interrupts leaves the
+queue's lock held within a few interrupts on every version (an exception at the
+first line of ``threading.Condition.__exit__``), and every later user of the
+queue hangs. See ``hardstop._protected``.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+
+import hardstop
+from conftest import WAIT
+from hardstop import _hardstop
+
+RAIN = 12  # each waits for its delivery, which can take a second in this loop
+
+
+def _catch_all_and_go_on(body, stop: threading.Event, caught: list[int]) -> None:
+    while not stop.is_set():
+        try:
+            body(stop)
+        except hardstop.Interrupted:
+            caught[0] += 1
+
+
+def test_queue_traffic_under_interrupts_never_leaves_its_lock_held() -> None:
+    q: queue.Queue[int] = queue.Queue()
+
+    def traffic(stop: threading.Event) -> None:
+        while not stop.is_set():
+            q.put(1)
+            q.get(timeout=1)
+
+    stop, caught = threading.Event(), [0]
+    worker = threading.Thread(target=_catch_all_and_go_on, args=(traffic, stop, caught))
+    worker.start()
+    try:
+        delivered = [hardstop.interrupt(worker).wait(6 * WAIT) for _ in range(RAIN)]
+    finally:
+        stop.set()
+        worker.join(WAIT)
+    assert not worker.is_alive()  # it never hung on a lock left held
+    assert delivered == [True] * RAIN
+    assert caught[0] == RAIN
+    assert not q.mutex.locked()
+    assert q.get_nowait() is not None if q.qsize() else True  # still usable
+
+
+def test_a_wait_on_an_event_is_still_woken_at_once() -> None:
+    """Condition.wait (under Event.wait) is where these modules wait: armed and
+    woken there as before, not put off."""
+    event = threading.Event()
+    outcome: list[str] = []
+
+    def waits() -> None:
+        try:
+            event.wait()
+        except hardstop.Interrupted:
+            outcome.append("interrupted")
+
+    worker = threading.Thread(target=waits)
+    worker.start()
+    while not _hardstop.current_frame(worker.ident or 0) or worker.ident is None:
+        time.sleep(0.001)
+    time.sleep(0.05)  # inside the wait
+    assert not _hardstop.in_protected_code(worker.ident)
+    receipt = hardstop.interrupt(worker)
+    assert receipt.wait(WAIT)
+    worker.join(WAIT)
+    assert outcome == ["interrupted"]
+    assert receipt.wake == "Condition.wait: its waiter was released"
+    assert not event._cond._lock.locked()
+
+
+def test_a_request_aimed_inside_lock_handling_waits_and_says_so() -> None:
+    """A thread held inside Condition.__enter__ (its lock is busy) is in
+    threading's code: the request stays pending, and lands once it is out."""
+    condition = threading.Condition(threading.Lock())
+    entered = threading.Event()
+    outcome: list[str] = []
+
+    def enters() -> None:
+        try:
+            with condition:
+                entered.set()
+            while True:
+                pass
+        except hardstop.Interrupted:
+            outcome.append("interrupted outside")
+
+    with condition:
+        worker = threading.Thread(target=enters)
+        worker.start()
+        deadline = time.monotonic() + WAIT
+        while not _hardstop.in_protected_code(worker.ident or 0) and time.monotonic() < deadline:
+            time.sleep(0.001)
+        time.sleep(0.05)  # blocked in the lock's acquire, inside Condition.__enter__
+        assert _hardstop.in_protected_code(worker.ident or 0)
+        receipt = hardstop.interrupt(worker)
+        assert receipt.status == "pending"
+        assert not _hardstop.is_armed(receipt)
+        assert receipt.wake.startswith("not yet: the thread is inside the standard library's own lock handling")
+    assert receipt.wait(WAIT)
+    worker.join(WAIT)
+    assert entered.is_set()  # the with block ran: nothing landed in Condition.__enter__
+    assert outcome == ["interrupted outside"]
+    assert not condition._lock.locked()
