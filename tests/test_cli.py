@@ -1,36 +1,64 @@
-"""``python -m hardstop``: the newcomer's first command."""
+"""``python -m hardstop``: the newcomer's first command, a report probed as it runs."""
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
 import sys
 
+POSIX = hasattr(signal, "pthread_kill")
+STOPPED = r"stopped, \d+\.\d\d ms"
 
-def test_python_m_hardstop_describes_the_interpreter_and_measures_each_case() -> None:
-    result = subprocess.run([sys.executable, "-m", "hardstop"], capture_output=True, text=True, timeout=120)
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "hardstop", *args], capture_output=True, text=True, timeout=120)
+
+
+def row(out: str, wait: str, worker: str, main: str) -> bool:
+    return re.search(rf"^{re.escape(wait)} +{worker} +{main}$", out, re.M) is not None
+
+
+def test_python_m_hardstop_reports_what_it_probed() -> None:
+    result = run()
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""  # no traceback, no "Exception in thread"
     out = result.stdout
+    assert out.startswith("hardstop ")
     assert f"Python {sys.version.split()[0]}" in out
-    assert re.search(r"^pure-Python loop +stopped +\d+\.\d\d ms$", out, re.M)
-    assert re.search(r"^pure-Python loop, main thread +stopped +\d+\.\d\d ms$", out, re.M)
-    for woken in ("threading.Event.wait()", "queue.Queue.get()", "hardstop.sleep()"):
-        assert re.search(rf"^{re.escape(woken)} +stopped +\d+\.\d\d ms$", out, re.M), woken
-    if hasattr(signal, "pthread_kill"):
-        assert re.search(r"^time\.sleep\(\), main thread +stopped +\d+\.\d\d ms$", out, re.M)
-        assert "woken by SIGURG" in out
+    assert row(out, "pure-Python loop", STOPPED, STOPPED)
+    for woken in ("threading.Event.wait()", "queue.Queue.get()", "threading.Condition.wait()", "hardstop.sleep()"):
+        assert row(out, woken, STOPPED, STOPPED), woken
+    main = STOPPED if POSIX else "not probed"
     # 3.15+ end a worker's system calls with the wake signal; lock waits never.
-    signals_workers = sys.version_info >= (3, 15) and hasattr(signal, "pthread_kill")
-    if signals_workers:
-        assert re.search(r"^time\.sleep\(\) +stopped +\d+\.\d\d ms$", out, re.M)
-    for stuck in ("Lock.acquire()",) if signals_workers else ("time.sleep()", "Lock.acquire()"):
-        assert re.search(rf"^{re.escape(stuck)} +NOT stopped +> 1\.0 s +a worker blocked in C", out, re.M), stuck
+    worker = STOPPED if POSIX and sys.version_info >= (3, 15) else "NOT stopped"
+    assert row(out, "time.sleep()", worker, main)
+    assert row(out, "socket.recv()", worker, main)
+    assert row(out, "threading.Lock.acquire()", "NOT stopped", main)
+    assert "NOT stopped: still waiting after 1 s: its request was withdrawn" in out
+    if POSIX:
+        assert "wake signal: SIGURG" in out
+    # Every quirk says whether it applies, and how that is known.
+    quirks = out.split("CPython quirks", 1)[1]
+    back_edge = (3, 11) <= sys.version_info[:2] <= (3, 14)
+    escape = rf"^  {'yes' if back_edge else 'no '}  3\.11-3\.14 +an exception raised at a loop's back-edge"
+    assert re.search(escape, quirks, re.M)
+    assert re.search(r"^ +probed: (escaped|caught)", quirks, re.M)
+    assert re.search(r"^ +from the version", quirks, re.M)
 
 
-def test_no_demo_only_describes() -> None:
-    result = subprocess.run([sys.executable, "-m", "hardstop", "--no-demo"], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0
-    assert "thread stuck in" not in result.stdout
-    assert result.stdout.startswith("hardstop ")
+def test_json_is_the_same_report() -> None:
+    result = run("--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["python"] == sys.version.split()[0]
+    assert {(r["wait"], r["thread"]) for r in report["waits"]} >= {("time.sleep()", "worker"), ("time.sleep()", "main")}
+
+
+def test_help_and_bench_help() -> None:
+    result = run("--help")
+    assert result.returncode == 0 and "--json" in result.stdout
+    result = run("bench", "--help")
+    assert result.returncode == 0, result.stderr
+    assert "bench" in result.stdout
