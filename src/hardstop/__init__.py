@@ -1,5 +1,8 @@
 """hardstop: raise an exception in another Python thread, safely."""
 
+from hardstop import _main_interpreter  # noqa: F401 - first: refuses a sub-interpreter before the extension loads
+
+# isort: split
 from hardstop._asyncio import to_thread
 from hardstop._deadline import Deadline, deadline, deadline_at, timeout
 from hardstop._errors import AmbiguousThread, DeadlineExceeded, HardstopError, Interrupted, ThreadNotFound
