@@ -44,7 +44,7 @@ from cpython.object cimport PyObject
 from cpython.ref cimport Py_INCREF, Py_DECREF
 from cpython.pythread cimport PyThread_get_thread_ident
 from cpython.pycapsule cimport PyCapsule_New
-from cpython.exc cimport PyErr_SetObject
+from cpython.exc cimport PyErr_Clear, PyErr_SetObject
 
 import sys as _sys
 import threading
@@ -55,10 +55,15 @@ from hardstop._errors import AmbiguousThread, Interrupted, ThreadNotFound
 cdef extern from "Python.h":
     ctypedef struct PyInterpreterState:
         pass
+    ctypedef struct PyFrameObject:
+        pass
     ctypedef struct _PyErr_StackItem:
         PyObject *exc_value
         _PyErr_StackItem *previous_item
+    ctypedef int (*Py_tracefunc)(PyObject *, PyFrameObject *, int, PyObject *) noexcept
+    int PyTrace_RETURN
     ctypedef struct PyThreadState:
+        Py_tracefunc c_profilefunc
         PyObject *dict
         PyObject *async_exc
         unsigned long thread_id
@@ -68,8 +73,6 @@ cdef extern from "Python.h":
     PyThreadState *PyInterpreterState_ThreadHead(PyInterpreterState *)
     PyThreadState *PyThreadState_Next(PyThreadState *)
     PyThreadState *PyThreadState_Get()
-    ctypedef struct PyFrameObject:
-        pass
     PyFrameObject *PyThreadState_GetFrame(PyThreadState *)   # a new reference, or NULL
     PyFrameObject *PyEval_GetFrame()   # borrowed: the calling Python frame, or NULL
     int PyFrame_GetLineNumber(PyFrameObject *)
@@ -92,6 +95,20 @@ cdef extern from *:
     # True once the interpreter has begun to shut down: every other thread state
     # is gone by then, and daemon threads never run Python code again.
     bint hardstop_is_finalizing()
+
+cdef extern from "frameobject.h":   # not included by Python.h before 3.11
+    PyFrameObject *PyFrame_GetBack(PyFrameObject *)   # a new reference, or NULL
+
+cdef extern from *:
+    """
+    /* Exported by every version, declared in an internal header from 3.13. */
+    #if PY_VERSION_HEX >= 0x030D0000
+    PyAPI_FUNC(int) _PyEval_SetProfile(PyThreadState *tstate, Py_tracefunc func, PyObject *arg);
+    #endif
+    """
+    # Sets the profile function of any thread state (the caller holds the GIL):
+    # what sys.setprofile does for the calling thread only.
+    int _PyEval_SetProfile(PyThreadState *tstate, Py_tracefunc func, PyObject *arg)
 
 cdef extern from "hardstop.h":
     ctypedef struct Hardstop_CAPI:
@@ -239,7 +256,10 @@ cdef double _timeout_seconds(object timeout) except? -1.0:
         return float("inf")
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
         raise TypeError(f"timeout must be a number of seconds or None, not {timeout!r}")
-    value = timeout
+    try:
+        value = timeout
+    except OverflowError:   # an int no double can hold
+        value = float("nan")
     if value != value:
         raise ValueError(f"timeout must be a number of seconds or None, not {timeout!r}")
     return value if value > 0 else 0.0
@@ -311,10 +331,12 @@ cdef void _thread_ended(unsigned long ident):
     _handling.pop(ident, None)
     _scopes.pop(ident, None)
     _last_delivered.pop(ident, None)
+    _watching_leave.discard(ident)
     if armed is not None:
         pending.insert(0, armed)
     if hardstop_is_finalizing():
-        why = "the interpreter shut down before the thread raised this exception (daemon threads run no more Python code)"
+        why = ("the interpreter shut down before the thread raised this exception "
+               "(daemon threads run no more Python code)")
     else:
         why = "the thread ended before it raised this exception"
     for receipt in pending:
@@ -400,19 +422,79 @@ def _bind_protected(codes, wait_code, wait_lines):
     _wait_code, _wait_lines = wait_code, frozenset(wait_lines)
 
 
-cdef bint _in_protected_code(PyThreadState *ts) except -1:
-    """Is the thread's innermost frame standard-library lock handling? Arming
-    there is put off (the pump retries); the next check after a thread stopped
-    in other code is at a function's start, before it has done anything."""
-    cdef PyFrameObject *frame = PyThreadState_GetFrame(ts)
+cdef bint _leaving = False          # _leave_watch is arming: the frame being left does not count
+cdef set _watching_leave = set()    # idents whose profile function is _leave_watch
+
+
+cdef bint _protected_frame(PyFrameObject *frame) except -1:
     if frame == NULL:
         return False
     current = <object><PyObject *>frame
-    Py_DECREF(current)   # drop the reference PyThreadState_GetFrame gave us
     code = current.f_code
     if id(code) not in _protected_codes:
         return False
     return code is not _wait_code or current.f_lineno not in _wait_lines
+
+
+cdef bint _in_protected_code(PyThreadState *ts) except -1:
+    """Is the thread's innermost frame standard-library lock handling? Arming
+    there is put off until it returns to other code (see _leave_watch); the next
+    check after a thread stopped in other code is at a function's start, before
+    it has done anything."""
+    cdef PyFrameObject *frame
+    if _leaving or not _protected_codes:
+        return False
+    frame = PyThreadState_GetFrame(ts)
+    if frame == NULL:
+        return False
+    try:
+        return _protected_frame(frame)
+    finally:
+        Py_DECREF(<object><PyObject *>frame)   # the reference PyThreadState_GetFrame gave us
+
+
+cdef void _watch_leave(PyThreadState *ts, unsigned long ident) noexcept:
+    """Have the thread itself arm its request as it returns to other code: polling
+    from outside sees a thread busy with a Queue almost only inside it (it gives
+    the GIL up at checks, and nearly all of its checks are there). A thread that
+    has a profile function of its own is left to the pump."""
+    if ident in _watching_leave or ts.c_profilefunc != NULL:
+        return
+    if _PyEval_SetProfile(ts, _leave_watch, NULL) < 0:
+        PyErr_Clear()   # an audit hook refused: the pump still polls
+        return
+    _watching_leave.add(ident)
+
+
+cdef int _leave_watch(PyObject *unused, PyFrameObject *frame, int what, PyObject *result) noexcept:
+    """Profile function of a thread with a request put off: on a normal return
+    to a frame outside the lock handling, arm it (raised at the caller's next check)."""
+    global _leaving
+    cdef PyFrameObject *caller
+    cdef unsigned long ident
+    if what != PyTrace_RETURN or result == NULL:   # NULL: an exception unwinds; the pump waits it out
+        return 0
+    caller = PyFrame_GetBack(frame)
+    try:
+        if _protected_frame(caller):
+            return 0
+    except BaseException:
+        PyErr_Clear()
+        return 0
+    finally:
+        if caller != NULL:
+            Py_DECREF(<object><PyObject *>caller)
+    ident = PyThread_get_thread_ident()
+    _watching_leave.discard(ident)
+    _PyEval_SetProfile(PyThreadState_Get(), NULL, NULL)
+    _leaving = True
+    try:
+        _arm_next(ident)
+    except BaseException:
+        PyErr_Clear()
+    finally:
+        _leaving = False
+    return 0
 
 
 def in_protected_code(unsigned long ident):
@@ -442,8 +524,11 @@ cdef object _arm_next(unsigned long ident):
         n = _count_states(ident, &ts)
         if n > 1:
             return None   # a twin is present (3.10/3.11: a thread being started); the pump retries
-        if n == 1 and (_still_handling(ident, ts) or _in_protected_code(ts)):
-            return None   # the pump retries once the handler is done, or the lock code left
+        if n == 1 and _still_handling(ident, ts):
+            return None   # the pump retries once the handler is done
+        if n == 1 and _in_protected_code(ts):
+            _watch_leave(ts, ident)
+            return None   # armed as it leaves the lock handling (or by the pump)
         receipt = queue[0] if n == 0 else _first_free(queue)
         if receipt is None:
             return None   # all held back: the shield's exit arms the next
@@ -687,8 +772,11 @@ cdef Receipt _arm_request(object thread, unsigned long ident, object exc, object
     receipt._scope = scope
     queue = _queued.get(ident)
     if (ident in _armed or _held(receipt) or (queue and _first_free(queue) is not None)
-            or _still_handling(ident, ts) or _in_protected_code(ts)):
+            or _still_handling(ident, ts)):
         _queued.setdefault(ident, []).append(receipt)
+    elif _in_protected_code(ts):
+        _queued.setdefault(ident, []).append(receipt)
+        _watch_leave(ts, ident)
     else:
         _arm(receipt, ts)
     return receipt
@@ -869,7 +957,11 @@ _wakeup.acquire()
 cdef inline double _number(object value, str what) except? -1.0:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{what} takes a number of seconds, not {type(value).__name__} {value!r}.")
-    cdef double number = value
+    cdef double number
+    try:
+        number = value
+    except OverflowError:   # an int no double can hold
+        raise ValueError(f"{what} takes a number of seconds, not {value!r}.") from None
     if number != number:
         raise ValueError(f"{what} takes a number of seconds, not {value!r}.")
     return number
@@ -1185,6 +1277,9 @@ def after_fork_in_child():
     _armed.clear()
     _queued.clear()
     _handling.clear()
+    if me in _watching_leave:
+        _PyEval_SetProfile(PyThreadState_Get(), NULL, NULL)
+    _watching_leave.clear()
     for receipt in pending:
         _finish(receipt, UNDELIVERED,
                 "the process forked before it was raised; a child never raises its parent's requests")

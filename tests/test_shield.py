@@ -386,7 +386,7 @@ def test_a_shield_left_open_by_an_ended_thread_holds_nothing_back() -> None:
     for _ in range(20):
         with Target() as target:
             receipt = hardstop.interrupt(target.thread)
-            assert receipt.status == "pending"
+            assert receipt.status != "deferred"  # pending, or raised already
             assert receipt.wait(WAIT)
         if target.thread.ident == ended.ident:
             break

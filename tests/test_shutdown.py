@@ -78,7 +78,8 @@ def test_refused_once_finalization_has_begun() -> None:
 def test_a_request_pending_at_shutdown_ends_undelivered() -> None:
     """Armed from atexit on a daemon blocked where it cannot be woken: the
     receipt is final, undelivered, once the interpreter drops the thread."""
-    lines = run_child("""
+    lines = run_child(
+        """
         lock = threading.Lock()
         lock.acquire()
         worker = threading.Thread(target=lock.acquire, daemon=True)  # never woken in a worker
@@ -95,7 +96,8 @@ def test_a_request_pending_at_shutdown_ends_undelivered() -> None:
 
         atexit.register(at_exit)
         builtins.at_finalization = AtFinalization(at_finalization)
-    """.replace("WAIT", repr(WAIT)))
+    """.replace("WAIT", repr(WAIT))
+    )
     assert lines == [
         "atexit: pending",
         "finalizing=True",
@@ -106,11 +108,13 @@ def test_a_request_pending_at_shutdown_ends_undelivered() -> None:
 
 def test_kill_from_atexit_still_stops_a_daemon() -> None:
     """atexit handlers run before finalization: daemon threads are alive there."""
-    lines = run_child("""
+    lines = run_child(
+        """
         worker = threading.Thread(target=spin, daemon=True)
         worker.start()
         atexit.register(lambda: say(f"kill: {hardstop.kill(worker, timeout=WAIT, exc=SystemExit).stopped}"))
-    """.replace("WAIT", repr(WAIT)))
+    """.replace("WAIT", repr(WAIT))
+    )
     assert lines == ["kill: True"]
 
 

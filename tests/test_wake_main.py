@@ -170,6 +170,6 @@ def test_a_handler_installed_before_hardstop_is_chained_and_not_called_for_wakes
 
 
 def test_a_bad_signal_number_is_refused_and_changes_nothing() -> None:
-    with pytest.raises(ValueError, match=re.escape("signal number out of range")):
+    with pytest.raises(ValueError, match=re.escape("set_wake_signal() takes a signal that can be caught, not 100000.")):
         hardstop.set_wake_signal(100000)
     assert hardstop.wake_signal() == signal.SIGURG  # nothing changed

@@ -139,5 +139,19 @@ def _after_fork_in_child() -> None:
     _hardstop.after_fork_in_child()
 
 
+def _excepthook_with_real_type(args: threading.ExceptHookArgs) -> None:
+    real = type(args.exc_value) if args.exc_value is not None else args.exc_type
+    if real is not args.exc_type:
+        args = threading.ExceptHookArgs([real, args.exc_value, args.exc_traceback, args.thread])
+    threading.__excepthook__(args)
+
+
+if sys.version_info < (3, 11) and threading.excepthook is threading.__excepthook__:
+    # 3.10 hands threading.excepthook hardstop's carrier as exc_type, so its
+    # `exc_type == SystemExit` test fails, and a thread stopped with SystemExit
+    # would print a traceback. Only the default hook is replaced.
+    threading.excepthook = _excepthook_with_real_type
+
+
 _hardstop._bind_interrupt(interrupt, _start_pump)
 os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -21,7 +21,7 @@ from types import FrameType
 from hardstop import _wake
 from hardstop._errors import Interrupted, ThreadNotFound
 from hardstop._hardstop import Receipt, current_frame, still_handling
-from hardstop._interrupt import interrupt
+from hardstop._interrupt import _carrier_for, _exception_instance, interrupt
 
 # How often kill() looks at the thread while it waits. After a delivery, a thread
 # that is still alive and out of its handler one look later swallowed it.
@@ -47,9 +47,13 @@ class KillResult:
 def _seconds(timeout: object) -> float:
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
         raise TypeError(f"kill() takes a timeout in seconds, not {type(timeout).__name__} {timeout!r}.")
-    if math.isnan(timeout) or timeout < 0:
+    try:
+        seconds = float(timeout)
+    except OverflowError:  # an int no float can hold
+        seconds = math.nan
+    if math.isnan(seconds) or seconds < 0:
         raise ValueError(f"kill() takes a non-negative timeout in seconds, not {timeout!r}.")
-    return float(timeout)
+    return seconds
 
 
 def kill(thread: threading.Thread, timeout: float = 5.0, exc: object = Interrupted) -> KillResult:
@@ -65,6 +69,7 @@ def kill(thread: threading.Thread, timeout: float = 5.0, exc: object = Interrupt
         raise RuntimeError(f"kill() cannot stop the calling thread {thread!r}: it would wait for itself.")
     if thread.ident is None:
         raise RuntimeError(f"kill() cannot stop {thread!r}: it was never started.")
+    _carrier_for(type(_exception_instance(exc)))  # refuse a bad exception now, not at the first interrupt
     start = time.monotonic()
     end = start + seconds
     receipts: list[Receipt] = []

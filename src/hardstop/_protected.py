@@ -56,9 +56,8 @@ def _code_objects(module: types.ModuleType) -> Iterator[tuple[str, types.CodeTyp
                 yield from nested(const)
 
     def functions(namespace: dict[str, object]) -> Iterator[object]:
-        for value in namespace.values():
-            if isinstance(value, (staticmethod, classmethod)):
-                value = value.__func__
+        for entry in namespace.values():
+            value = entry.__func__ if isinstance(entry, (staticmethod, classmethod)) else entry
             if isinstance(value, property):
                 yield from (f for f in (value.fget, value.fset, value.fdel) if f is not None)
             elif isinstance(value, type) and value.__module__ == module.__name__ and id(value) not in seen:
@@ -78,15 +77,13 @@ def _wait_lines(wait: types.CodeType) -> set[int]:
     each ``waiter.acquire`` but the first (which takes the fresh waiter)."""
     lines: list[int] = []
     previous: dis.Instruction | None = None
+    line = wait.co_firstlineno
     for instruction in dis.get_instructions(wait):
-        if (
-            instruction.argval == "acquire"
-            and previous is not None
-            and previous.argval == "waiter"
-            and instruction.positions is not None
-            and instruction.positions.lineno is not None
-        ):
-            lines.append(instruction.positions.lineno)
+        # 3.13+ give each instruction its line; before, only the first of a line has it.
+        starts = instruction.starts_line
+        line = getattr(instruction, "line_number", None) or (starts if type(starts) is int else line)
+        if instruction.argval == "acquire" and previous is not None and previous.argval == "waiter":
+            lines.append(line)
         previous = instruction
     if len(lines) < 2:
         raise RuntimeError(f"hardstop does not know this threading.Condition.wait (waits at lines {lines}).")
@@ -94,12 +91,7 @@ def _wait_lines(wait: types.CodeType) -> set[int]:
 
 
 def protected_codes() -> list[types.CodeType]:
-    return [
-        code
-        for module in _MODULES
-        for name, code in _code_objects(module)
-        if name not in _EXEMPT
-    ]
+    return [code for module in _MODULES for name, code in _code_objects(module) if name not in _EXEMPT]
 
 
 # Kept here: the extension keeps only their id()s.

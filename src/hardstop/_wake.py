@@ -269,6 +269,9 @@ def _on_wake_signal(signum: int, frame: FrameType | None) -> None:
         _chained(signum, frame)
 
 
+_UNCATCHABLE = {getattr(signal, name) for name in ("SIGKILL", "SIGSTOP") if hasattr(signal, name)}
+
+
 def set_wake_signal(signum: int | None) -> None:
     """Choose the signal that wakes the main thread (``None``: do not wake it).
 
@@ -281,6 +284,12 @@ def set_wake_signal(signum: int | None) -> None:
             f"hardstop.set_wake_signal({signum!r}) must be called from the main thread: "
             "CPython only lets the main thread install signal handlers."
         )
+    if signum is not None and (isinstance(signum, bool) or not isinstance(signum, int)):
+        raise TypeError(
+            f"hardstop.set_wake_signal() takes a signal number or None, not {type(signum).__name__} {signum!r}."
+        )
+    if signum is not None and (signum not in signal.valid_signals() or signum in _UNCATCHABLE):
+        raise ValueError(f"hardstop.set_wake_signal() takes a signal that can be caught, not {signum!r}.")
     if signum is not None and not hasattr(signal, "pthread_kill"):
         raise RuntimeError(f"hardstop.set_wake_signal({signum!r}): this platform cannot signal a thread.")
     current = wake_signal()
@@ -360,7 +369,11 @@ def sleep(seconds: float) -> None:
     """Sleep like ``time.sleep``, in any thread, but end at once when interrupted."""
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
         raise TypeError(f"hardstop.sleep() takes a number of seconds, not {type(seconds).__name__} {seconds!r}.")
-    if math.isnan(seconds) or seconds < 0:
+    try:
+        bad = math.isnan(float(seconds)) or seconds < 0
+    except OverflowError:  # an int no float can hold
+        bad = True
+    if bad:
         raise ValueError(f"hardstop.sleep() takes a non-negative number of seconds, not {seconds!r}.")
     wake = _thread.allocate_lock()
     wake.acquire()
