@@ -416,10 +416,11 @@ cdef object _wait_code = None       # Condition.wait: protected but at its waits
 cdef object _wait_lines = frozenset()
 
 
-def _bind_protected(codes, wait_code, wait_lines):
-    global _protected_codes, _wait_code, _wait_lines
+def _bind_protected(codes, wait_code, wait_lines, condition_exit):
+    global _protected_codes, _wait_code, _wait_lines, _condition_exit
     _protected_codes = {id(code) for code in codes}
     _wait_code, _wait_lines = wait_code, frozenset(wait_lines)
+    _condition_exit = condition_exit
 
 
 cdef bint _leaving = False          # _leave_watch is arming: the frame being left does not count
@@ -560,39 +561,35 @@ class _ResetFlag(BaseException):
     """Raised in the calling thread only to make CPython reset its shared flag."""
 
 
-cdef object _consume_reset = None
-
-cdef void _reset_shared_flag():
+cdef int _reset_shared_flag() except -1:
     """3.10-3.12: after a withdrawal, raise and catch a private exception in this
     thread, the only way to clear the interpreter-wide flag; skipped while any
-    slot of this interpreter is armed, since that request needs the flag."""
+    slot of this interpreter is armed, since that request needs the flag.
+
+    Armed here, right after the scan, with no bytecode in between: armed from a
+    Python function, another thread could arm a request of ours on this thread
+    first, and this one would replace it. A request armed here meanwhile (while
+    the bytecode below gives the GIL up) replaces ours instead and is raised in
+    its place, as a delivery: it propagates to the caller."""
     cdef PyThreadState *ts = PyInterpreterState_ThreadHead(PyInterpreterState_Get())
     while ts != NULL:
         if ts.async_exc != NULL:
-            return
+            return 0
         ts = PyThreadState_Next(ts)
-    _consume_reset(_arm_reset, _ResetFlag)
+    PyThreadState_SetAsyncExc(PyThread_get_thread_ident(), <PyObject *>_ResetFlag)
+    try:
+        _run_bytecode()
+    except _ResetFlag:
+        pass
     if _armed:
         _resignal_armed()
-
-
-def _arm_reset():
-    PyThreadState_SetAsyncExc(PyThread_get_thread_ident(), <PyObject *>_ResetFlag)
+    return 0
 
 
 # The flag is only checked by bytecode, so the reset needs a few instructions of it.
 _namespace = {}
-exec(
-    "def consume(arm, kind):\n"
-    "    try:\n"
-    "        arm()\n"
-    "        for _ in (0, 1, 2):\n"
-    "            pass\n"
-    "    except kind:\n"
-    "        pass\n",
-    _namespace,
-)
-_consume_reset = _namespace.pop("consume")
+exec("def run_bytecode():\n    for _ in (0, 1, 2):\n        pass\n", _namespace)
+_run_bytecode = _namespace.pop("run_bytecode")
 
 
 def deliver(cls, *args):
@@ -616,7 +613,30 @@ def deliver(cls, *args):
     _delivered(receipt, ident)
     if _SHARED_FLAG and _armed:
         _resignal_armed()   # CPython has just reset the flag other armed threads need
+    if not _LAZY_EXCEPTIONS:
+        _finish_condition_exit()
     return receipt.exception
+
+
+cdef object _condition_exit = None   # threading.Condition.__exit__'s code (bound by hardstop._protected)
+
+
+cdef void _finish_condition_exit() except *:
+    """Raised at the first instruction of ``threading.Condition.__exit__``, which
+    a ``with condition:`` in any frame calls with no protection around it: release
+    the lock it was about to release, and let the exception go on from there.
+    (3.12+ only: before, the exception is created later, away from that frame.)"""
+    cdef PyFrameObject *frame = PyEval_GetFrame()
+    if frame == NULL:
+        return
+    current = <object><PyObject *>frame
+    if current.f_code is not _condition_exit or current.f_lasti > 0:
+        return
+    condition = current.f_locals.get("self")
+    try:
+        condition._lock.release()   # C: nothing else can be raised in between
+    except RuntimeError:
+        pass   # not held: called without a with statement; its own call would have failed too
 
 
 cdef void _delivered(Receipt receipt, unsigned long ident) except *:

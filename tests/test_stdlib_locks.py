@@ -9,8 +9,11 @@ queue hangs. See ``hardstop._protected``.
 from __future__ import annotations
 
 import queue
+import sys
 import threading
 import time
+
+import pytest
 
 import hardstop
 from conftest import WAIT
@@ -106,3 +109,30 @@ def test_a_request_aimed_inside_lock_handling_waits_and_says_so() -> None:
     worker.join(WAIT)
     assert outcome == ["interrupted"]
     assert not condition._lock.locked()  # it did not land in Condition.__enter__, after the acquire
+
+
+@pytest.mark.skipif(
+    sys.version_info < (3, 12),
+    reason="CPython 3.10/3.11 create the exception later, away from Condition.__exit__: hardstop cannot see it land",
+)
+def test_with_condition_in_user_code_never_leaves_its_lock_held() -> None:
+    """The with statement calls Condition.__exit__ from this frame, unprotected;
+    an exception raised at its first instruction has its lock released."""
+    condition = threading.Condition(threading.Lock())
+
+    def user_code(stop: threading.Event) -> None:
+        while not stop.is_set():
+            with condition:
+                condition.notify()
+
+    stop, caught = threading.Event(), [0]
+    worker = threading.Thread(target=_catch_all_and_go_on, args=(user_code, stop, caught))
+    worker.start()
+    try:
+        delivered = [hardstop.interrupt(worker).wait(6 * WAIT) for _ in range(RAIN * 4)]
+    finally:
+        stop.set()
+        worker.join(WAIT)
+    assert not worker.is_alive()
+    assert delivered == [True] * (RAIN * 4)
+    assert not condition._lock.locked()

@@ -20,7 +20,7 @@ from types import FrameType
 
 from hardstop import _wake
 from hardstop._errors import Interrupted, ThreadNotFound
-from hardstop._hardstop import Receipt, current_frame, still_handling
+from hardstop._hardstop import Receipt, current_frame, in_protected_code, is_armed, still_handling
 from hardstop._interrupt import _carrier_for, _exception_instance, interrupt
 
 # How often kill() looks at the thread while it waits. After a delivery, a thread
@@ -129,6 +129,13 @@ def _why_alive(receipts: list[Receipt], thread: threading.Thread, age: float, fr
         return f"It raised the interrupt and is still handling it, in an except or finally block ({where})."
     if caught:
         return f"It caught the interrupt and went on, {caught} time{'s' if caught != 1 else ''} ({where})."
+    if last.status == "pending" and not is_armed(last):
+        if in_protected_code(thread.ident or 0):
+            return (
+                f"It is inside the standard library's own lock handling ({where}), where an exception would "
+                "leave a lock held; the interrupt is raised as soon as it returns from there."
+            )
+        return f"The interrupt is queued behind an earlier request that has not been raised ({where})."
     if last.status == "pending":
         return (
             f"The interrupt was armed {age:.2f} s ago and has not been raised: the thread has run no "

@@ -19,9 +19,13 @@ itself.
 
 A thread stopped in other code raises at its next check, which is at most the
 first instruction of a function of these modules: nothing has been done there
-yet. What this cannot cover: a ``with condition:`` or ``finally: sem.release()``
-in *your* code, whose ``__exit__``/``release`` is entered from your frame and
-can raise at its first line. ``hardstop.shield()`` covers those.
+yet. That first instruction is the danger when the function is one the caller
+counts on, as a ``with condition:`` in *your* code counts on
+``Condition.__exit__``: from 3.12 hardstop sees an exception raised there (it is
+created at that point) and releases the lock first. Not covered: 3.10/3.11
+(the exception is created later, away from that frame), and other such calls
+(``Semaphore.__exit__``, ``finally: sem.release()``); ``hardstop.shield()``
+covers those.
 """
 
 from __future__ import annotations
@@ -97,4 +101,4 @@ def protected_codes() -> list[types.CodeType]:
 # Kept here: the extension keeps only their id()s.
 _CODES = protected_codes()
 _WAIT = threading.Condition.wait.__code__
-_hardstop._bind_protected(_CODES, _WAIT, _wait_lines(_WAIT))
+_hardstop._bind_protected(_CODES, _WAIT, _wait_lines(_WAIT), threading.Condition.__exit__.__code__)
