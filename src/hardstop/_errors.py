@@ -64,6 +64,17 @@ class _DeadlinePassed(BaseException):
         super().__init__(f"{scope.description} has passed (raised inside its block)")
         self.scope = scope
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # It travels as DeadlineExceeded's __cause__ when a pickler (tblib's, which
+        # Dask installs) keeps causes: by its message, as its scope cannot travel.
+        return _unpickled_deadline_passed, (str(self),)
 
-for _public in (Interrupted, HardstopError, ThreadNotFound, AmbiguousThread, DeadlineExceeded, _DeadlinePassed):
+
+def _unpickled_deadline_passed(message: str) -> _DeadlinePassed:
+    error = _DeadlinePassed.__new__(_DeadlinePassed)
+    BaseException.__init__(error, message)
+    return error
+
+
+for _public in (Interrupted, HardstopError, ThreadNotFound, AmbiguousThread, DeadlineExceeded):
     _public.__module__ = "hardstop"  # how users name them, in tracebacks too
