@@ -55,6 +55,7 @@ def test_cancel_before_delivery_withdraws_it_for_good() -> None:
         assert_nothing_pending(target.thread.ident)
         gate.open()
         assert_runs_on_untouched(target)
+        stop.set()  # its spin, so that the target's loop sees its own stop
     assert target.caught == []
 
 

@@ -99,7 +99,7 @@ def test_a_sleep_woken_for_a_request_withdrawn_at_once_sleeps_on() -> None:
             time.sleep(0.05)
             receipt = hardstop.interrupt(target.thread)
             withdrawn = receipt.cancel()
-            target.thread.join(WAIT)
+        # (Leaving the with block stops the target's loop and joins it.)
         if withdrawn:
             assert target.caught == []
             assert slept and slept[0] >= 0.3  # it slept its whole time despite the wake
