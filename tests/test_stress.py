@@ -4,8 +4,8 @@ traffic, Condition waits (Event, Queue and, from 3.12, a ``with condition:`` of
 their own), nested deadlines, ``finally:`` clean-up and threads that start and end.
 
 CI runs it for a few seconds per version; the full form is
-``HARDSTOP_STRESS_SECONDS=120 pytest tests/test_stress.py -s -o faulthandler_timeout=0``. The test prints the counts and asserts the invariants: every
-join finishes, no shielded section is broken, no exception strays (a deadline's
+``HARDSTOP_STRESS_SECONDS=120 pytest tests/test_stress.py -s -o faulthandler_timeout=0``.
+The test prints the counts and asserts the invariants: every join finishes, no shielded section is broken, no exception strays (a deadline's
 expiry only ever leaves its own block; ``threading.excepthook`` sees nothing),
 every receipt ends final, and the queue's and conditions' locks are free.
 """
