@@ -5,9 +5,10 @@ their own), nested deadlines, ``finally:`` clean-up and threads that start and e
 
 CI runs it for a few seconds per version; the full form is
 ``HARDSTOP_STRESS_SECONDS=120 pytest tests/test_stress.py -s -o faulthandler_timeout=0``.
-The test prints the counts and asserts the invariants: every join finishes, no shielded section is broken, no exception strays (a deadline's
-expiry only ever leaves its own block; ``threading.excepthook`` sees nothing),
-every receipt ends final, and the queue's and conditions' locks are free.
+The test prints the counts and asserts the invariants: every join finishes,
+no shielded section is broken, no exception strays (a deadline's expiry only
+ever leaves its own block; ``threading.excepthook`` sees nothing), every receipt
+ends final, and the queue's and conditions' locks are free.
 """
 
 from __future__ import annotations
