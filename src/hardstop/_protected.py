@@ -5,12 +5,14 @@ breaks it: ``Condition.__exit__`` interrupted at its first line never releases
 the lock, ``Condition.wait`` interrupted between giving the lock up and its
 ``try`` releases it twice, and ``Queue.put`` can be left with its count raised
 but nothing queued. A rain of plain ``PyThreadState_SetAsyncExc`` calls at a
-thread doing ``Queue`` traffic left the queue's lock held within five
+thread doing ``Queue`` traffic left the queue's lock held within 2 to 14
 interrupts on every CPython 3.10-3.15.
 
 So hardstop does not arm a request while the target's innermost frame is code
-of these modules: the request waits (pending) and the pump arms it once the
-thread is out, which takes as long as the lock handling, microseconds. Excepted
+of these modules: the request waits (pending), and the thread arms it itself as
+it returns from there to other code (the extension's ``_leave_watch``, a profile
+function set on that thread alone for that moment; the pump polls a thread that
+has a profiler of its own). Excepted
 are the places where such code waits for something: a thread blocked in
 ``Condition.wait`` (and so in ``Event.wait``, ``Queue.get``, ``Semaphore``,
 ``Barrier``, ``Thread.start``) is armed and woken as before, where the wait's own
