@@ -180,7 +180,12 @@ def client(request: pytest.FixtureRequest) -> Iterator[Any]:
     # The worker state machine's log (stopped_while_running() reads it) keeps 1,000 entries by default.
     with dask.config.set({"distributed.admin.low-level-log-length": 100_000}):
         cluster = distributed.LocalCluster(
-            n_workers=1, threads_per_worker=1, processes=processes, dashboard_address=None, silence_logs=False
+            n_workers=1,
+            threads_per_worker=1,
+            processes=processes,
+            scheduler_port=0,  # any free port: CI runs two versions' suites at once
+            dashboard_address=":0",  # None still takes 8787
+            silence_logs=False,
         )
     client = distributed.Client(cluster)
     client.register_plugin(HardstopPlugin(report_after=REPORT_AFTER))
