@@ -473,7 +473,7 @@ cdef int _leave_watch(PyObject *unused, PyFrameObject *frame, int what, PyObject
     global _leaving
     cdef PyFrameObject *caller
     cdef unsigned long ident
-    if what != PyTrace_RETURN or result == NULL:   # NULL: an exception unwinds; the pump waits it out
+    if what != PyTrace_RETURN or result == NULL or frame == NULL:   # NULL result: an exception unwinds
         return 0
     caller = PyFrame_GetBack(frame)
     try:
