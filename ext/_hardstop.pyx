@@ -425,6 +425,10 @@ def _bind_protected(codes, wait_code, wait_lines, condition_exit):
 
 cdef bint _leaving = False          # _leave_watch is arming: the frame being left does not count
 cdef set _watching_leave = set()    # idents whose profile function is _leave_watch
+# Armed by their own thread in _leave_watch, which cannot wake a wait that thread
+# is about to begin (a time.sleep right after a `with condition:`): the pump
+# wakes them on its next round, if they are still armed then.
+cdef list _armed_unwoken = []
 
 
 cdef bint _protected_frame(PyFrameObject *frame) except -1:
@@ -490,7 +494,9 @@ cdef int _leave_watch(PyObject *unused, PyFrameObject *frame, int what, PyObject
     _PyEval_SetProfile(PyThreadState_Get(), NULL, NULL)
     _leaving = True
     try:
-        _arm_next(ident)
+        receipt = _arm_next(ident)
+        if receipt is not None:
+            _armed_unwoken.append(receipt)
     except BaseException:
         PyErr_Clear()
     finally:
@@ -712,7 +718,8 @@ def pump():
     and ``claim_pump()`` lets the next queued request start a new one.
     """
     global _pump_running
-    armed = []
+    armed = [receipt for receipt in _armed_unwoken if _armed.get(receipt.ident) is receipt]
+    _armed_unwoken.clear()
     for ident in list(_queued):
         if _LAZY_EXCEPTIONS:
             _give_up_if_discarded(ident)
@@ -725,8 +732,10 @@ def pump():
 
 
 cdef bint _pump_needed():
-    """Is anything queued that the pump could arm? (What shields hold back is armed
-    by the shield's exit, not polled for.)"""
+    """Is anything queued that the pump could arm, or armed by its thread and not
+    woken yet? (What shields hold back is armed by the shield's exit, not polled for.)"""
+    if _armed_unwoken:
+        return True
     for queue in _queued.values():
         if _first_free(queue) is not None:
             return True
@@ -1300,6 +1309,7 @@ def after_fork_in_child():
     if me in _watching_leave:
         _PyEval_SetProfile(PyThreadState_Get(), NULL, NULL)
     _watching_leave.clear()
+    _armed_unwoken.clear()
     for receipt in pending:
         _finish(receipt, UNDELIVERED,
                 "the process forked before it was raised; a child never raises its parent's requests")

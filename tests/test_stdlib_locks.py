@@ -9,6 +9,7 @@ queue hangs. See ``hardstop._protected``.
 from __future__ import annotations
 
 import queue
+import signal
 import sys
 import threading
 import time
@@ -135,4 +136,35 @@ def test_with_condition_in_user_code_never_leaves_its_lock_held() -> None:
         worker.join(WAIT)
     assert not worker.is_alive()
     assert delivered == [True] * (RAIN * 4)
+    assert not condition._lock.locked()
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_kill"), reason=f"{sys.platform} cannot signal a thread")
+def test_a_request_armed_on_leaving_lock_handling_still_wakes_the_wait_that_follows() -> None:
+    """This (main) thread is held in Condition.__enter__ (threading's code) when the
+    request comes, so it waits; the thread arms it itself as it returns, and goes
+    straight into time.sleep, a C call it cannot interrupt itself: the pump's wake
+    signal ends that sleep."""
+    condition = threading.Condition(threading.Lock())
+    main = threading.current_thread()
+    receipts: list[hardstop.Receipt] = []
+
+    def interrupter() -> None:
+        with condition:
+            deadline = time.monotonic() + WAIT
+            while not _hardstop.in_protected_code(main.ident or 0) and time.monotonic() < deadline:
+                time.sleep(0.001)
+            time.sleep(0.05)  # blocked in the lock's acquire, inside Condition.__enter__
+            receipts.append(hardstop.interrupt(main))
+
+    helper = threading.Thread(target=interrupter)
+    helper.start()
+    started = time.monotonic()
+    with pytest.raises(hardstop.Interrupted):
+        with condition:
+            time.sleep(6 * WAIT)
+    elapsed = time.monotonic() - started
+    helper.join(WAIT)
+    assert receipts[0].status == "delivered"
+    assert elapsed < 3 * WAIT  # the sleep was ended, not waited out
     assert not condition._lock.locked()
