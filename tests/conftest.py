@@ -23,6 +23,11 @@ from hardstop import _hardstop
 pytest_plugins = ["pytester"]  # tests of hardstop's own pytest plugin
 
 WAIT = 10.0  # generous bound for anything that should happen "at once"
+# The receipt's reason when CPython swallowed the exception in a finalizer.
+SWALLOWED_REASON = (
+    "raised inside a finalizer (__del__, a weakref or GC callback), where CPython swallows exceptions: "
+    "it went to sys.unraisablehook"
+)
 HERE = Path(__file__).parent
 
 

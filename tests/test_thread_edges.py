@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import collections
 import random
+import sys
 import threading
 import time
 
 import hardstop
-from conftest import WAIT
+from conftest import SWALLOWED_REASON, WAIT
 
 ROUNDS = 400
 
@@ -97,9 +98,18 @@ def test_interrupts_aimed_as_run_returns() -> None:
 
 
 def test_interrupts_aimed_at_a_thread_starting_and_joining_others() -> None:
-    """The target spends its time in Thread.start() and join(), threading's code."""
+    """The target spends its time in Thread.start() and join(), threading's code.
+
+    Dropping each finished child runs the weakref callback of threading's
+    ``_dangling`` WeakSet in the target: a request that lands there is swallowed
+    by CPython into ``sys.unraisablehook`` (seen on 3.15 in CI) and must end
+    ``"undelivered"``, saying so, never ``"delivered"``.
+    """
     stop = threading.Event()
     outcomes: collections.Counter[str] = collections.Counter()
+    swallowed: list[BaseException | None] = []
+    previous_unraisable = sys.unraisablehook
+    sys.unraisablehook = lambda unraisable: swallowed.append(unraisable.exc_value)
 
     def starter() -> None:
         while not stop.is_set():
@@ -117,12 +127,17 @@ def test_interrupts_aimed_at_a_thread_starting_and_joining_others() -> None:
     try:
         for _ in range(200):
             receipts.append(hardstop.interrupt(thread, KeyError("edge")))
-            assert receipts[-1].wait(WAIT)
+            receipts[-1].wait(WAIT)
+            assert receipts[-1].status in ("delivered", "undelivered"), receipts[-1]
             time.sleep(0.0005)
     finally:
         stop.set()
         thread.join(WAIT)
+        sys.unraisablehook = previous_unraisable
     assert not thread.is_alive()
-    assert [r.status for r in receipts] == ["delivered"] * 200
-    assert outcomes["interrupted"] == 200
-    print(dict(outcomes))
+    statuses = collections.Counter(receipt.status for receipt in receipts)
+    print(dict(outcomes), dict(statuses), f"{len(swallowed)} swallowed in a weakref callback")
+    assert statuses["delivered"] + statuses["undelivered"] == 200
+    assert outcomes["interrupted"] == statuses["delivered"]
+    assert [r.reason for r in receipts if r.status == "undelivered"] == [SWALLOWED_REASON] * len(swallowed)
+    assert all(isinstance(error, KeyError) for error in swallowed), swallowed
