@@ -60,7 +60,8 @@ def main() -> None:
 
     blocker = threading.Lock()
     blocker.acquire()
-    # Blocked in C with no Python frame: a wait that nothing wakes, so nothing is raised.
+    # Blocked in Lock.acquire, a C wait that nothing ends in a worker thread (not
+    # even 3.15's wake signal): each request stays armed until it is cancelled.
     target = threading.Thread(target=blocker.acquire, daemon=True)
     target.start()
     try:

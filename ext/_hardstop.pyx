@@ -324,6 +324,14 @@ cdef class _ThreadWatch:
             _thread_ended(self.ident)
 
 
+cdef str _why_ended():
+    """The reason given to a request whose thread is gone before it raised it."""
+    if hardstop_is_finalizing():
+        return ("the interpreter shut down before the thread raised this exception "
+                "(daemon threads run no more Python code)")
+    return "the thread ended before it raised this exception"
+
+
 cdef void _thread_ended(unsigned long ident):
     cdef Receipt receipt
     pending = _queued.pop(ident, [])
@@ -334,11 +342,7 @@ cdef void _thread_ended(unsigned long ident):
     _watching_leave.discard(ident)
     if armed is not None:
         pending.insert(0, armed)
-    if hardstop_is_finalizing():
-        why = ("the interpreter shut down before the thread raised this exception "
-               "(daemon threads run no more Python code)")
-    else:
-        why = "the thread ended before it raised this exception"
+    why = _why_ended()
     for receipt in pending:
         _finish(receipt, UNDELIVERED, why)
 
@@ -543,7 +547,7 @@ cdef object _arm_next(unsigned long ident):
         if not queue:
             del _queued[ident]
         if n == 0:
-            _finish(receipt, UNDELIVERED, "the thread ended before it raised this exception")
+            _finish(receipt, UNDELIVERED, _why_ended())
             continue
         try:
             _arm(receipt, ts)
