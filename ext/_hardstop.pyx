@@ -420,11 +420,11 @@ cdef object _wait_code = None       # Condition.wait: protected but at its waits
 cdef object _wait_lines = frozenset()
 
 
-def _bind_protected(codes, wait_code, wait_lines, condition_exit):
-    global _protected_codes, _wait_code, _wait_lines, _condition_exit
+def _bind_protected(codes, wait_code, wait_lines, exit_finishers):
+    global _protected_codes, _wait_code, _wait_lines, _exit_finishers
     _protected_codes = {id(code) for code in codes}
     _wait_code, _wait_lines = wait_code, frozenset(wait_lines)
-    _condition_exit = condition_exit
+    _exit_finishers = {id(code): (code, finish) for code, finish in exit_finishers.items()}
 
 
 cdef bint _leaving = False          # _leave_watch is arming: the frame being left does not count
@@ -624,29 +624,28 @@ def deliver(cls, *args):
     if _SHARED_FLAG and _armed:
         _resignal_armed()   # CPython has just reset the flag other armed threads need
     if not _LAZY_EXCEPTIONS:
-        _finish_condition_exit()
+        _finish_interrupted_exit()
     return receipt.exception
 
 
-cdef object _condition_exit = None   # threading.Condition.__exit__'s code (bound by hardstop._protected)
+# id(code) -> (code, finish): the standard library's Python __exit__ methods of
+# locks (Condition, Semaphore), each with what it does (bound by hardstop._protected).
+cdef dict _exit_finishers = {}
 
 
-cdef void _finish_condition_exit() except *:
-    """Raised at the first instruction of ``threading.Condition.__exit__``, which
-    a ``with condition:`` in any frame calls with no protection around it: release
-    the lock it was about to release, and let the exception go on from there.
+cdef void _finish_interrupted_exit() except *:
+    """Raised at the first instruction of a lock's Python ``__exit__``, which a
+    with statement in any frame calls with no protection around it: do what that
+    ``__exit__`` was about to do (release), and let the exception go on from there.
     (3.12+ only: before, the exception is created later, away from that frame.)"""
     cdef PyFrameObject *frame = PyEval_GetFrame()
     if frame == NULL:
         return
     current = <object><PyObject *>frame
-    if current.f_code is not _condition_exit or current.f_lasti > 0:
+    entry = _exit_finishers.get(id(current.f_code))
+    if entry is None or entry[0] is not current.f_code or current.f_lasti > 0:
         return
-    condition = current.f_locals.get("self")
-    try:
-        condition._lock.release()   # C: nothing else can be raised in between
-    except RuntimeError:
-        pass   # not held: called without a with statement; its own call would have failed too
+    entry[1](current.f_locals.get("self"))
 
 
 cdef void _delivered(Receipt receipt, unsigned long ident) except *:
@@ -665,7 +664,9 @@ cdef void _delivered(Receipt receipt, unsigned long ident) except *:
 # for one, installs its own once per session), and the wrapper, called in the
 # thread that swallowed it, turns that receipt to "undelivered" before passing
 # the exception on. Deadlines and kill() then raise again, as when any code
-# swallows their exception.
+# swallows their exception. A deadline's expiry is not passed on: it is
+# hardstop's own carrier, which the program never sees, and the deadline fires
+# again (without that, Dask's GC diagnostics printed "Exception ignored" for it).
 cdef str _SWALLOWED = ("raised inside a finalizer (__del__, a weakref or GC callback), where CPython "
                        "swallows exceptions: it went to sys.unraisablehook")
 
@@ -674,7 +675,8 @@ cdef class _SwallowWatch:
     cdef readonly object wrapped
 
     def __call__(self, unraisable):
-        _swallowed(PyThread_get_thread_ident(), getattr(unraisable, "exc_value", None))
+        if _swallowed(PyThread_get_thread_ident(), getattr(unraisable, "exc_value", None)):
+            return None
         # The hook reports the error (it formats a traceback, pytest records it):
         # a request that lands in it would break the report. Held until it returns.
         with shield():
@@ -693,14 +695,16 @@ cdef void _watch_unraisable() except *:
         _sys.unraisablehook = watch
 
 
-cdef void _swallowed(unsigned long ident, object error) except *:
+cdef bint _swallowed(unsigned long ident, object error) except -1:
+    """Turn the receipt of ``error``, just swallowed, to undelivered; True if it was a deadline's expiry."""
     cdef Receipt receipt = _last_delivered.get(ident)
     if receipt is None or error is None or receipt.exception is not error or receipt._status is not DELIVERED:
-        return
+        return False
     del _last_delivered[ident]
     receipt._status = UNDELIVERED
     receipt.reason = _SWALLOWED
     _handling.pop(ident, None)   # nothing handles it: the next request may be armed
+    return receipt._scope is not None
 
 
 cdef void _raise_armed_now(unsigned long ident) except *:

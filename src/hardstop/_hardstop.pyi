@@ -2,7 +2,8 @@
 
 import threading
 import types
-from typing import Final
+from collections.abc import Callable
+from typing import Any, Final
 
 from typing_extensions import Self
 
@@ -42,7 +43,10 @@ def slot_is_empty(ident: int) -> bool: ...
 def still_handling(ident: int) -> bool: ...
 def in_protected_code(ident: int) -> bool: ...
 def _bind_protected(
-    codes: list[types.CodeType], wait_code: types.CodeType, wait_lines: set[int], condition_exit: types.CodeType
+    codes: list[types.CodeType],
+    wait_code: types.CodeType,
+    wait_lines: set[int],
+    exit_finishers: dict[types.CodeType, Callable[[Any], None]],
 ) -> None: ...
 def _bind_interrupt(func: object, start_pump: object) -> None: ...
 
