@@ -167,7 +167,10 @@ def exercise(rounds: int) -> int:
     blocker = threading.Lock()
     blocked = start_blocked(blocker)
     wrong = []
+    began = time.monotonic()
     for n in range(rounds):
+        if n and n % 10 == 0:  # under valgrind a round takes seconds: show it is moving
+            print(f"exercise: round {n}, {time.monotonic() - began:.0f} s", flush=True)
         # Raised: a class, an instance, and one queued behind another.
         receipts = [hardstop.interrupt(worker), hardstop.interrupt(worker, ValueError(n))]
         if not all(receipt.wait(10) for receipt in receipts):
