@@ -420,11 +420,11 @@ cdef object _wait_code = None       # Condition.wait: protected but at its waits
 cdef object _wait_lines = frozenset()
 
 
-def _bind_protected(codes, wait_code, wait_lines, exit_finishers):
-    global _protected_codes, _wait_code, _wait_lines, _exit_finishers
+def _bind_protected(codes, wait_code, wait_lines, condition_exit, semaphore_exit):
+    global _protected_codes, _wait_code, _wait_lines, _condition_exit, _semaphore_exit
     _protected_codes = {id(code) for code in codes}
     _wait_code, _wait_lines = wait_code, frozenset(wait_lines)
-    _exit_finishers = {id(code): (code, finish) for code, finish in exit_finishers.items()}
+    _condition_exit, _semaphore_exit = condition_exit, semaphore_exit
 
 
 cdef bint _leaving = False          # _leave_watch is arming: the frame being left does not count
@@ -628,24 +628,31 @@ def deliver(cls, *args):
     return receipt.exception
 
 
-# id(code) -> (code, finish): the standard library's Python __exit__ methods of
-# locks (Condition, Semaphore), each with what it does (bound by hardstop._protected).
-cdef dict _exit_finishers = {}
+cdef object _condition_exit = None   # threading.Condition.__exit__'s code (bound by hardstop._protected)
+cdef object _semaphore_exit = None   # threading.Semaphore.__exit__'s, BoundedSemaphore's too
 
 
 cdef void _finish_interrupted_exit() except *:
-    """Raised at the first instruction of a lock's Python ``__exit__``, which a
-    with statement in any frame calls with no protection around it: do what that
-    ``__exit__`` was about to do (release), and let the exception go on from there.
-    (3.12+ only: before, the exception is created later, away from that frame.)"""
+    """Raised at the first instruction of ``Condition.__exit__`` or
+    ``Semaphore.__exit__``, which a with statement in any frame calls with no
+    protection around it: release what that ``__exit__`` was about to release,
+    and let the exception go on from there. (3.12+ only: before, the exception
+    is created later, away from that frame.)"""
     cdef PyFrameObject *frame = PyEval_GetFrame()
     if frame == NULL:
         return
     current = <object><PyObject *>frame
-    entry = _exit_finishers.get(id(current.f_code))
-    if entry is None or entry[0] is not current.f_code or current.f_lasti > 0:
+    code = current.f_code
+    if current.f_lasti > 0 or (code is not _condition_exit and code is not _semaphore_exit):
         return
-    entry[1](current.f_locals.get("self"))
+    lock = current.f_locals.get("self")
+    try:
+        if code is _condition_exit:
+            lock._lock.release()   # C: nothing else can be raised in between
+        else:
+            lock.release()   # Semaphore.release, Python code, as its own __exit__ would run it
+    except (RuntimeError, ValueError):
+        pass   # not held, or a BoundedSemaphore released too often: that __exit__ would have failed too
 
 
 cdef void _delivered(Receipt receipt, unsigned long ident) except *:

@@ -2,8 +2,7 @@
 
 import threading
 import types
-from collections.abc import Callable
-from typing import Any, Final
+from typing import Final
 
 from typing_extensions import Self
 
@@ -46,7 +45,8 @@ def _bind_protected(
     codes: list[types.CodeType],
     wait_code: types.CodeType,
     wait_lines: set[int],
-    exit_finishers: dict[types.CodeType, Callable[[Any], None]],
+    condition_exit: types.CodeType,
+    semaphore_exit: types.CodeType,
 ) -> None: ...
 def _bind_interrupt(func: object, start_pump: object) -> None: ...
 

@@ -26,7 +26,7 @@ counts on, as a ``with condition:`` or ``with semaphore:`` in *your* code counts
 on the lock's ``__exit__`` (and where a request put off during ``__enter__`` is
 raised when the body calls nothing). From 3.12 hardstop sees an exception raised
 at the first instruction of ``Condition.__exit__`` or ``Semaphore.__exit__`` (it
-is created at that point) and releases the lock first (``_EXIT_FINISHERS``).
+is created at that point) and releases the lock first.
 Not covered: 3.10/3.11 (the exception is created later, away from that frame),
 and clean-up calls such as ``finally: sem.release()``; ``hardstop.shield()``
 covers those.
@@ -40,8 +40,7 @@ import logging
 import queue
 import threading
 import types
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 from hardstop import _hardstop
 
@@ -108,25 +107,7 @@ _CODES = protected_codes()
 _WAIT = threading.Condition.wait.__code__
 
 
-def _release_condition(condition: threading.Condition) -> None:
-    try:
-        condition._lock.release()  # type: ignore[attr-defined]  # C: nothing else can be raised in between
-    except RuntimeError:
-        pass  # not held: called without a with statement; its own call would have failed too
-
-
-def _release_semaphore(semaphore: threading.Semaphore) -> None:
-    try:
-        semaphore.release()  # its own Python code: no request of hardstop's is armed while it runs
-    except ValueError:
-        pass  # a BoundedSemaphore released too often: its own call would have failed too
-
-
-# What the extension does when a request is raised at the first instruction of
-# one of these (3.12+): what that __exit__ would have done. BoundedSemaphore
-# inherits Semaphore's.
-_EXIT_FINISHERS: dict[types.CodeType, Callable[[Any], None]] = {
-    threading.Condition.__exit__.__code__: _release_condition,
-    threading.Semaphore.__exit__.__code__: _release_semaphore,
-}
-_hardstop._bind_protected(_CODES, _WAIT, _wait_lines(_WAIT), _EXIT_FINISHERS)
+# The __exit__ methods a with statement in any frame calls unprotected (see the docstring).
+_hardstop._bind_protected(
+    _CODES, _WAIT, _wait_lines(_WAIT), threading.Condition.__exit__.__code__, threading.Semaphore.__exit__.__code__
+)
