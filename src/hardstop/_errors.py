@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -74,6 +75,21 @@ def _unpickled_deadline_passed(message: str) -> _DeadlinePassed:
     error = _DeadlinePassed.__new__(_DeadlinePassed)
     BaseException.__init__(error, message)
     return error
+
+
+def non_negative_seconds(value: object, what: str, non_negative: str) -> float:
+    """``value`` as a float of seconds, or a refusal naming it: ``f"{what}, not ..."``
+    for a non-number (bools too), ``f"{non_negative}, not ..."`` for NaN, a
+    negative value or an int no float can hold."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{what}, not {type(value).__name__} {value!r}.")
+    try:
+        seconds = float(value)
+    except OverflowError:  # an int no float can hold
+        seconds = math.nan
+    if math.isnan(seconds) or seconds < 0:
+        raise ValueError(f"{non_negative}, not {value!r}.")
+    return seconds
 
 
 for _public in (Interrupted, HardstopError, ThreadNotFound, AmbiguousThread, DeadlineExceeded):

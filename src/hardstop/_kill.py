@@ -10,7 +10,6 @@ is (its stack) and why hardstop could not reach it, from the last receipt.
 from __future__ import annotations
 
 import linecache
-import math
 import sys
 import threading
 import time
@@ -19,7 +18,7 @@ from dataclasses import dataclass
 from types import FrameType
 
 from hardstop import _wake
-from hardstop._errors import Interrupted, ThreadNotFound
+from hardstop._errors import Interrupted, ThreadNotFound, non_negative_seconds
 from hardstop._hardstop import Receipt, current_frame, in_protected_code, is_armed, still_handling
 from hardstop._interrupt import _carrier_for, _exception_instance, interrupt
 
@@ -44,18 +43,6 @@ class KillResult:
         return self.stopped
 
 
-def _seconds(timeout: object) -> float:
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-        raise TypeError(f"kill() takes a timeout in seconds, not {type(timeout).__name__} {timeout!r}.")
-    try:
-        seconds = float(timeout)
-    except OverflowError:  # an int no float can hold
-        seconds = math.nan
-    if math.isnan(seconds) or seconds < 0:
-        raise ValueError(f"kill() takes a non-negative timeout in seconds, not {timeout!r}.")
-    return seconds
-
-
 def kill(thread: threading.Thread, timeout: float = 5.0, exc: object = Interrupted) -> KillResult:
     """Interrupt ``thread`` with ``exc`` until it ends or ``timeout`` seconds pass.
 
@@ -64,7 +51,9 @@ def kill(thread: threading.Thread, timeout: float = 5.0, exc: object = Interrupt
     """
     if not isinstance(thread, threading.Thread):
         raise TypeError(f"kill() takes a threading.Thread, not {type(thread).__name__} {thread!r}.")
-    seconds = _seconds(timeout)
+    seconds = non_negative_seconds(
+        timeout, "kill() takes a timeout in seconds", "kill() takes a non-negative timeout in seconds"
+    )
     if thread is threading.current_thread():
         raise RuntimeError(f"kill() cannot stop the calling thread {thread!r}: it would wait for itself.")
     if thread.ident is None:

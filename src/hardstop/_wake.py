@@ -48,7 +48,6 @@ Requests armed later by the pump (queued behind another) are woken the same way.
 from __future__ import annotations
 
 import _thread
-import math
 import signal
 import sys
 import threading
@@ -57,6 +56,7 @@ from collections.abc import Callable
 from types import FrameType, TracebackType
 from typing import Any
 
+from hardstop._errors import non_negative_seconds
 from hardstop._hardstop import Receipt, current_frame, in_protected_code, is_armed
 
 _LOCK_PATIENCE = 0.05  # seconds the interrupter waits for a busy condition lock
@@ -367,14 +367,9 @@ def _note_queued(receipt: Receipt) -> None:
 
 def sleep(seconds: float) -> None:
     """Sleep like ``time.sleep``, in any thread, but end at once when interrupted."""
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
-        raise TypeError(f"hardstop.sleep() takes a number of seconds, not {type(seconds).__name__} {seconds!r}.")
-    try:
-        bad = math.isnan(float(seconds)) or seconds < 0
-    except OverflowError:  # an int no float can hold
-        bad = True
-    if bad:
-        raise ValueError(f"hardstop.sleep() takes a non-negative number of seconds, not {seconds!r}.")
+    seconds = non_negative_seconds(
+        seconds, "hardstop.sleep() takes a number of seconds", "hardstop.sleep() takes a non-negative number of seconds"
+    )
     wake = _thread.allocate_lock()
     wake.acquire()
 
