@@ -431,8 +431,12 @@ cdef bint _leaving = False          # _leave_watch is arming: the frame being le
 cdef set _watching_leave = set()    # idents whose profile function is _leave_watch
 # Armed by their own thread in _leave_watch, which cannot wake a wait that thread
 # is about to begin (a time.sleep right after a `with condition:`): the pump
-# wakes them on its next round, if they are still armed then.
-cdef list _armed_unwoken = []
+# wakes them on its next round, and again at each of _REWAKE_AFTER (seconds
+# after arming) while they stay armed. One wake is not enough: the pump runs as
+# the thread gives the GIL up to begin its wait, and a signal that arrives
+# before the system call starts is lost (an ASan CI run slept 60 s so).
+cdef dict _armed_unwoken = {}   # receipt -> (when armed, wakes sent)
+cdef tuple _REWAKE_AFTER = (0.0, 0.02, 0.1, 0.5)
 
 
 cdef bint _protected_frame(PyFrameObject *frame) except -1:
@@ -500,7 +504,7 @@ cdef int _leave_watch(PyObject *unused, PyFrameObject *frame, int what, PyObject
     try:
         receipt = _arm_next(ident)
         if receipt is not None:
-            _armed_unwoken.append(receipt)
+            _armed_unwoken[receipt] = (_monotonic(), 0)
     except BaseException:
         PyErr_Clear()
     finally:
@@ -733,8 +737,7 @@ def pump():
     and ``claim_pump()`` lets the next queued request start a new one.
     """
     global _pump_running
-    armed = [receipt for receipt in _armed_unwoken if _armed.get(receipt.ident) is receipt]
-    _armed_unwoken.clear()
+    armed = _due_rewakes(_monotonic())
     for ident in list(_queued):
         if _LAZY_EXCEPTIONS:
             _give_up_if_discarded(ident)
@@ -744,6 +747,18 @@ def pump():
     if not _pump_needed():
         _pump_running = False
     return armed, _pump_running
+
+
+cdef list _due_rewakes(double now):
+    """The self-armed receipts to wake (again) now; forget those raised or done."""
+    due = []
+    for receipt, (since, sent) in list(_armed_unwoken.items()):
+        if _armed.get(receipt.ident) is not receipt or sent == len(_REWAKE_AFTER):
+            del _armed_unwoken[receipt]
+        elif now - since >= _REWAKE_AFTER[sent]:
+            _armed_unwoken[receipt] = (since, sent + 1)
+            due.append(receipt)
+    return due
 
 
 cdef bint _pump_needed():
