@@ -1,0 +1,62 @@
+# Every CPython declaration the extension uses, with why it is needed. Cimported by
+# _hardstop.pyx; nothing here is hardstop's own.
+
+from cpython.object cimport PyObject
+
+cdef extern from "Python.h":
+    ctypedef struct PyInterpreterState:
+        pass
+    ctypedef struct PyFrameObject:
+        pass
+    ctypedef struct _PyErr_StackItem:
+        PyObject *exc_value
+        _PyErr_StackItem *previous_item
+    ctypedef int (*Py_tracefunc)(PyObject *, PyFrameObject *, int, PyObject *) noexcept
+    int PyTrace_RETURN
+    ctypedef struct PyThreadState:
+        Py_tracefunc c_profilefunc
+        PyObject *dict
+        PyObject *async_exc
+        unsigned long thread_id
+        _PyErr_StackItem *exc_info
+    int PY_VERSION_HEX
+    PyInterpreterState *PyInterpreterState_Get()
+    PyThreadState *PyInterpreterState_ThreadHead(PyInterpreterState *)
+    PyThreadState *PyThreadState_Next(PyThreadState *)
+    PyThreadState *PyThreadState_Get()
+    PyFrameObject *PyThreadState_GetFrame(PyThreadState *)   # a new reference, or NULL
+    PyFrameObject *PyEval_GetFrame()   # borrowed: the calling Python frame, or NULL
+    int PyFrame_GetLineNumber(PyFrameObject *)
+    PyObject *PyDict_New()
+    int PyGILState_Check() nogil
+    # Declared here on purpose: Cython's bundled cpython/pystate.pxd gives the
+    # ident as `long`, but it is `unsigned long` since 3.7. This is the only
+    # place hardstop calls it (CPython marks it "XXX Deprecate this").
+    int PyThreadState_SetAsyncExc(unsigned long, PyObject *)
+
+cdef extern from *:
+    """
+    /* Public from 3.13; the same function had a leading underscore before. */
+    #if PY_VERSION_HEX >= 0x030D0000
+    #define hardstop_is_finalizing() Py_IsFinalizing()
+    #else
+    #define hardstop_is_finalizing() _Py_IsFinalizing()
+    #endif
+    """
+    # True once the interpreter has begun to shut down: every other thread state
+    # is gone by then, and daemon threads never run Python code again.
+    bint hardstop_is_finalizing()
+
+cdef extern from "frameobject.h":   # not included by Python.h before 3.11
+    PyFrameObject *PyFrame_GetBack(PyFrameObject *)   # a new reference, or NULL
+
+cdef extern from *:
+    """
+    /* Exported by every version, declared in an internal header from 3.13. */
+    #if PY_VERSION_HEX >= 0x030D0000
+    PyAPI_FUNC(int) _PyEval_SetProfile(PyThreadState *tstate, Py_tracefunc func, PyObject *arg);
+    #endif
+    """
+    # Sets the profile function of any thread state (the caller holds the GIL):
+    # what sys.setprofile does for the calling thread only.
+    int _PyEval_SetProfile(PyThreadState *tstate, Py_tracefunc func, PyObject *arg)

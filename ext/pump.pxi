@@ -1,0 +1,64 @@
+# The pump: a helper thread, run only while something is queued that can be
+# armed (or a self-armed request waits for its wake), polls here.
+
+cdef bint _pump_running = False
+
+
+cdef object _start_pump = None
+
+
+def pump():
+    """Arm what can be armed now; return ``(receipts armed, keep going)``.
+
+    Called by the pump thread; once "keep going" is False that thread must end,
+    and ``claim_pump()`` lets the next queued request start a new one.
+    """
+    global _pump_running
+    armed = _due_rewakes(_monotonic())
+    for ident in list(_queued):
+        if _LAZY_EXCEPTIONS:
+            _give_up_if_discarded(ident)
+        receipt = _arm_next(ident)
+        if receipt is not None:
+            armed.append(receipt)
+    if not _pump_needed():
+        _pump_running = False
+    return armed, _pump_running
+
+
+cdef list _due_rewakes(double now):
+    """The self-armed receipts to wake (again) now; forget those raised or done."""
+    due = []
+    for receipt, (since, sent) in list(_armed_unwoken.items()):
+        if _armed.get(receipt.ident) is not receipt or sent == len(_REWAKE_AFTER):
+            del _armed_unwoken[receipt]
+        elif now - since >= _REWAKE_AFTER[sent]:
+            _armed_unwoken[receipt] = (since, sent + 1)
+            due.append(receipt)
+    return due
+
+
+cdef bint _pump_needed():
+    """Is anything queued that the pump could arm, or armed by its thread and not
+    woken yet? (What shields hold back is armed by the shield's exit, not polled for.)"""
+    if _armed_unwoken:
+        return True
+    for queue in _queued.values():
+        if _first_free(queue) is not None:
+            return True
+    return False
+
+
+def claim_pump():
+    """True if the caller must start a pump thread (something is queued, none runs)."""
+    global _pump_running
+    if _pump_running or not _pump_needed():
+        return False
+    _pump_running = True
+    return True
+
+
+def release_pump():
+    """Undo ``claim_pump()`` when the pump thread could not be started."""
+    global _pump_running
+    _pump_running = False

@@ -1,0 +1,303 @@
+# Receipts, and the request path: what happens when a thread is interrupted.
+#
+# A Receipt's status moves once, from "pending" to one final state:
+#
+#     pending --deliver()--------------> delivered --swallowed in a finalizer--> undelivered
+#     pending --cancel()---------------> cancelled
+#     pending --thread ended / refused--> undelivered
+#
+# ("deferred" is pending while a shield holds it back: read, never stored.)
+# _finish is the only function that ends a pending receipt. A request is either
+# armed (its carrier in the thread's slot, _armed[ident]) or queued behind the
+# armed one (_queued[ident]); deliver() runs in the target as CPython raises it.
+
+PENDING = "pending"
+DEFERRED = "deferred"   # never stored: pending while a shield holds it back
+DELIVERED = "delivered"
+CANCELLED = "cancelled"
+UNDELIVERED = "undelivered"
+
+
+cdef class Receipt:
+    """What became of one request made by ``hardstop.interrupt()``.
+
+    ``status`` is ``"pending"`` (armed or queued, not yet raised), then exactly one
+    of ``"delivered"`` (raised in the target), ``"cancelled"`` (withdrawn by
+    ``cancel()``: nothing is ever raised for it) or ``"undelivered"`` (the target
+    ended first, or could no longer be armed; ``reason`` says which).
+    ``wake`` says how hardstop ended the target's wait, or why it did not.
+    """
+    cdef readonly object thread
+    cdef readonly unsigned long ident
+    cdef readonly object exception
+    cdef readonly str reason
+    cdef public str wake   # how the target's wait was ended, or why it was not (set by _wake)
+    cdef object _carrier
+    cdef str _status
+    cdef object _done   # a lock held until the receipt is final; made by wait()
+    cdef double _taken_at    # when the pump first saw it taken from the slot, undelivered
+    cdef int _level     # shields at positions >= this hold it back (0: every shield)
+    cdef object _scope  # the Deadline whose expiry this is, or None
+
+    def __init__(self):
+        raise TypeError("Receipt objects are made by hardstop.interrupt(), not directly.")
+
+    @property
+    def status(self):
+        """``"pending"``, ``"deferred"`` (pending, held back by a shield the
+        target is in), ``"delivered"``, ``"cancelled"`` or ``"undelivered"``."""
+        if self._status is PENDING and _held(self):
+            return DEFERRED
+        return self._status
+
+    @property
+    def delivered(self):
+        """True once the exception has been raised in the target."""
+        return self._status is DELIVERED
+
+    def __repr__(self):
+        return f"<hardstop.Receipt {self.status} {self.exception!r} -> thread {self.ident}>"
+
+    def cancel(self):
+        """Withdraw the request if it has not been raised yet.
+
+        Returns True when withdrawn: nothing is ever raised for it afterwards.
+        Returns False when it was already raised, is being raised right now, or
+        had ended otherwise.
+        """
+        if self._status is not PENDING:
+            return False
+        queue = _queued.get(self.ident)
+        if queue is not None and self in queue:
+            queue.remove(self)
+            if not queue:
+                del _queued[self.ident]
+            _finish(self, CANCELLED, None)
+            return True
+        if _armed.get(self.ident) is not self or not _disarm(self.ident, self._carrier):
+            return False   # the target has taken it from the slot: it is being raised
+        del _armed[self.ident]
+        _finish(self, CANCELLED, None)
+        _arm_next(self.ident)
+        if _SHARED_FLAG:
+            _reset_shared_flag()
+        return True
+
+    def wait(self, timeout=None):
+        """Block until the exception has been raised in the target.
+
+        Returns True once delivered; False when ``timeout`` seconds passed first or
+        the receipt ended otherwise (cancelled, undelivered). ``None`` waits for as
+        long as it takes; a negative timeout only looks.
+        """
+        cdef double seconds = _timeout_seconds(timeout)
+        if self._status is not PENDING or seconds == 0:
+            return self._status is DELIVERED
+        if self._done is None:
+            self._done = allocate_lock()
+            self._done.acquire()
+        # lock.acquire takes -1 for "forever" and refuses timeouts past PY_TIMEOUT_MAX.
+        while not self._done.acquire(True, -1 if seconds > _LONGEST_WAIT else seconds):
+            if seconds <= _LONGEST_WAIT:
+                return False
+        self._done.release()   # hand the wake-up on to any other waiter
+        return self._status is DELIVERED
+
+
+cdef double _timeout_seconds(object timeout) except? -1.0:
+    cdef double value
+    if timeout is None:
+        return float("inf")
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f"timeout must be a number of seconds or None, not {timeout!r}")
+    try:
+        value = timeout
+    except OverflowError:   # an int no double can hold
+        value = float("nan")
+    if value != value:
+        raise ValueError(f"timeout must be a number of seconds or None, not {timeout!r}")
+    return value if value > 0 else 0.0
+
+
+cdef void _finish(Receipt receipt, str status, str reason):
+    receipt._status = status
+    receipt.reason = reason
+    if receipt._done is not None:
+        receipt._done.release()
+
+
+cdef int _arm(Receipt receipt, PyThreadState *ts) except -1:
+    _watch(ts, receipt.ident)
+    if PyThreadState_SetAsyncExc(receipt.ident, <PyObject *>receipt._carrier) != 1:
+        _disarm(receipt.ident, receipt._carrier)
+        raise ThreadNotFound(f"Thread {receipt.ident} vanished while it was being armed.")
+    _armed[receipt.ident] = receipt
+    return 0
+
+
+cdef bint _is_handling(PyThreadState *ts, Py_ssize_t address) noexcept:
+    """Is that exception on the thread's stack of exceptions being handled (except/finally)?"""
+    cdef _PyErr_StackItem *item = ts.exc_info
+    while item != NULL:
+        if <Py_ssize_t>item.exc_value == address:
+            return True
+        item = item.previous_item
+    return False
+
+
+cdef bint _still_handling(unsigned long ident, PyThreadState *ts):
+    """Is the thread still in a handler of the last exception of ours it raised?"""
+    address = _handling.get(ident)
+    if address is None:
+        return False
+    if _is_handling(ts, address):
+        return True
+    del _handling[ident]
+    return False
+
+
+cdef object _first_free(list queue):
+    """The oldest request in ``queue`` that no shield holds back, or None."""
+    for receipt in queue:
+        if not _held(receipt):
+            return receipt
+    return None
+
+
+cdef object _arm_next(unsigned long ident):
+    """Arm the oldest queued request for ``ident`` that no shield holds back, unless
+    one of ours is armed there or the thread is still handling the last one it
+    raised; return what was armed."""
+    cdef Receipt receipt
+    cdef PyThreadState *ts = NULL
+    if ident in _armed:
+        return None
+    queue = _queued.get(ident)
+    while queue:
+        n = _count_states(ident, &ts)
+        if n > 1:
+            return None   # a twin is present (3.10/3.11: a thread being started); the pump retries
+        if n == 1 and _still_handling(ident, ts):
+            return None   # the pump retries once the handler is done
+        if n == 1 and _in_protected_code(ts):
+            _watch_leave(ts, ident)
+            return None   # armed as it leaves the lock handling (or by the pump)
+        receipt = queue[0] if n == 0 else _first_free(queue)
+        if receipt is None:
+            return None   # all held back: the shield's exit arms the next
+        queue.remove(receipt)
+        if not queue:
+            del _queued[ident]
+        if n == 0:
+            _finish(receipt, UNDELIVERED, _why_ended())
+            continue
+        try:
+            _arm(receipt, ts)
+            return receipt
+        except Exception as error:
+            _finish(receipt, UNDELIVERED, str(error))
+    return None
+
+
+def arm(object thread, unsigned long ident, object exc, object carrier):
+    """Check the target and arm (or queue) ``exc`` for it, in one step under the GIL.
+
+    ``thread`` is the ``threading.Thread`` the caller named, or None for a bare
+    ident. ``carrier`` is the carrier class of ``type(exc)``. Returns a Receipt.
+    """
+    return _arm_request(thread, ident, exc, carrier, 0, None)
+
+
+cdef Receipt _arm_request(object thread, unsigned long ident, object exc, object carrier,
+                          int level, object scope):
+    cdef PyThreadState *ts
+    cdef Receipt receipt
+    if thread is not None:
+        owner = _active.get(ident)
+        if owner is not thread:
+            if owner is None:
+                raise ThreadNotFound(f"{thread!r} is not running: it has finished.")
+            raise ThreadNotFound(f"{thread!r} has finished: its ident {ident} now belongs to {owner!r}.")
+    ts = _only_state(ident)
+    receipt = Receipt.__new__(Receipt)
+    receipt.thread = thread if thread is not None else _active.get(ident)
+    receipt.ident = ident
+    receipt.exception = exc
+    receipt._carrier = carrier
+    receipt._status = PENDING
+    receipt._level = level
+    receipt._scope = scope
+    queue = _queued.get(ident)
+    if (ident in _armed or _held(receipt) or (queue and _first_free(queue) is not None)
+            or _still_handling(ident, ts)):
+        _queued.setdefault(ident, []).append(receipt)
+    elif _in_protected_code(ts):
+        _queued.setdefault(ident, []).append(receipt)
+        _watch_leave(ts, ident)
+    else:
+        _arm(receipt, ts)
+    return receipt
+
+
+def deliver(cls, *args):
+    """``__new__`` of every carrier class: runs in the target as it raises."""
+    cdef unsigned long ident = PyThread_get_thread_ident()
+    cdef Receipt receipt
+    candidate = _armed.get(ident)
+    # Ours only if the slot was just emptied by the interpreter. Otherwise the
+    # carrier is being called by 3.10, which records it as the exception's type:
+    # re-raising normalizes (carrier, instance) by calling carrier(instance),
+    # and that must give back the same instance, not wrap it in a new one.
+    # A delivery calls the carrier without arguments (the slot holds a class).
+    if (args or candidate is None or (<Receipt>candidate)._carrier is not cls
+            or PyThreadState_Get().async_exc != NULL):
+        base = cls.__base__
+        if len(args) == 1 and isinstance(args[0], base):
+            return args[0]
+        return base(*args)
+    receipt = candidate
+    del _armed[ident]
+    _delivered(receipt, ident)
+    if _SHARED_FLAG and _armed:
+        _resignal_armed()   # CPython has just reset the flag other armed threads need
+    if not _LAZY_EXCEPTIONS:
+        _finish_interrupted_exit()
+    return receipt.exception
+
+
+cdef void _delivered(Receipt receipt, unsigned long ident) except *:
+    _finish(receipt, DELIVERED, None)
+    _handling[ident] = <Py_ssize_t><PyObject *>receipt.exception   # the next waits until it is handled
+    _last_delivered[ident] = receipt
+    _watch_unraisable()
+    if receipt._scope is not None:
+        _expiry_delivered(<Deadline>receipt._scope)
+
+
+cdef void _raise_armed_now(unsigned long ident) except *:
+    """Raise here, in the calling thread, the request of ours armed in its slot."""
+    cdef Receipt receipt = _armed.get(ident)
+    if receipt is None or not _disarm(ident, receipt._carrier):
+        return
+    del _armed[ident]
+    if _SHARED_FLAG:
+        _reset_shared_flag()   # the slot was emptied by us, not by CPython
+    _delivered(receipt, ident)
+    raise receipt.exception
+
+
+def is_armed(Receipt receipt):
+    """True while ``receipt`` is the request in its thread's slot, not yet raised."""
+    return _armed.get(receipt.ident) is receipt
+
+
+def still_handling(unsigned long ident):
+    """True while the thread runs an except/finally block handling the last
+    exception of ours that it raised."""
+    cdef PyThreadState *ts = NULL
+    return _count_states(ident, &ts) == 1 and _still_handling(ident, ts)
+
+
+def pending_count(unsigned long ident):
+    """How many requests of hardstop's are pending for ``ident`` (armed or queued)."""
+    return (ident in _armed) + len(_queued.get(ident, ()))

@@ -1,0 +1,108 @@
+# Never arm a request while the target runs the standard library's own lock
+# handling: hardstop._protected binds the code objects, and a request aimed there
+# is armed by the thread itself as it returns to other code (_leave_watch).
+
+# Standard-library lock handling (threading, queue, ...) that an exception must
+# not land in: a Condition's __exit__ interrupted at its first line leaves the
+# lock held, and Queue's bookkeeping half done. Filled by hardstop._protected.
+cdef set _protected_codes = set()   # id() of each code object (kept alive there)
+cdef object _wait_code = None       # Condition.wait: protected but at its waits
+cdef object _wait_lines = frozenset()
+
+
+def _bind_protected(codes, wait_code, wait_lines, condition_exit, semaphore_exit):
+    global _protected_codes, _wait_code, _wait_lines, _condition_exit, _semaphore_exit
+    _protected_codes = {id(code) for code in codes}
+    _wait_code, _wait_lines = wait_code, frozenset(wait_lines)
+    _condition_exit, _semaphore_exit = condition_exit, semaphore_exit
+
+
+cdef bint _leaving = False          # _leave_watch is arming: the frame being left does not count
+cdef set _watching_leave = set()    # idents whose profile function is _leave_watch
+# Armed by their own thread in _leave_watch, which cannot wake a wait that thread
+# is about to begin (a time.sleep right after a `with condition:`): the pump
+# wakes them on its next round, and again at each of _REWAKE_AFTER (seconds
+# after arming) while they stay armed. One wake is not enough: the pump runs as
+# the thread gives the GIL up to begin its wait, and a signal that arrives
+# before the system call starts is lost (an ASan CI run slept 60 s so).
+cdef dict _armed_unwoken = {}   # receipt -> (when armed, wakes sent)
+cdef tuple _REWAKE_AFTER = (0.0, 0.02, 0.1, 0.5)
+
+
+cdef bint _protected_frame(PyFrameObject *frame) except -1:
+    if frame == NULL:
+        return False
+    current = <object><PyObject *>frame
+    code = current.f_code
+    if id(code) not in _protected_codes:
+        return False
+    return code is not _wait_code or current.f_lineno not in _wait_lines
+
+
+cdef bint _in_protected_code(PyThreadState *ts) except -1:
+    """Is the thread's innermost frame standard-library lock handling? Arming
+    there is put off until it returns to other code (see _leave_watch); the next
+    check after a thread stopped in other code is at a function's start, before
+    it has done anything."""
+    cdef PyFrameObject *frame
+    if _leaving or not _protected_codes:
+        return False
+    frame = PyThreadState_GetFrame(ts)
+    if frame == NULL:
+        return False
+    try:
+        return _protected_frame(frame)
+    finally:
+        Py_DECREF(<object><PyObject *>frame)   # the reference PyThreadState_GetFrame gave us
+
+
+cdef void _watch_leave(PyThreadState *ts, unsigned long ident) noexcept:
+    """Have the thread itself arm its request as it returns to other code: polling
+    from outside sees a thread busy with a Queue almost only inside it (it gives
+    the GIL up at checks, and nearly all of its checks are there). A thread that
+    has a profile function of its own is left to the pump."""
+    if ident in _watching_leave or ts.c_profilefunc != NULL:
+        return
+    if _PyEval_SetProfile(ts, _leave_watch, NULL) < 0:
+        PyErr_Clear()   # an audit hook refused: the pump still polls
+        return
+    _watching_leave.add(ident)
+
+
+cdef int _leave_watch(PyObject *unused, PyFrameObject *frame, int what, PyObject *result) noexcept:
+    """Profile function of a thread with a request put off: on a normal return
+    to a frame outside the lock handling, arm it (raised at the caller's next check)."""
+    global _leaving
+    cdef PyFrameObject *caller
+    cdef unsigned long ident
+    if what != PyTrace_RETURN or result == NULL or frame == NULL:   # NULL result: an exception unwinds
+        return 0
+    caller = PyFrame_GetBack(frame)
+    try:
+        if _protected_frame(caller):
+            return 0
+    except BaseException:
+        PyErr_Clear()
+        return 0
+    finally:
+        if caller != NULL:
+            Py_DECREF(<object><PyObject *>caller)
+    ident = PyThread_get_thread_ident()
+    _watching_leave.discard(ident)
+    _PyEval_SetProfile(PyThreadState_Get(), NULL, NULL)
+    _leaving = True
+    try:
+        receipt = _arm_next(ident)
+        if receipt is not None:
+            _armed_unwoken[receipt] = (_monotonic(), 0)
+    except BaseException:
+        PyErr_Clear()
+    finally:
+        _leaving = False
+    return 0
+
+
+def in_protected_code(unsigned long ident):
+    """True when the thread ``ident`` is inside standard-library lock handling."""
+    cdef PyThreadState *ts = NULL
+    return _count_states(ident, &ts) == 1 and _in_protected_code(ts)

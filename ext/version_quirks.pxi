@@ -1,0 +1,103 @@
+# CPython quirks, one block each, headed by the versions it serves: dropping a
+# version deletes its blocks. (The finalizing check of 3.13 is in _cpython.pxd.)
+
+# 3.9-3.12 keep one interpreter-wide "async exception pending" flag, set by every
+# arming and reset only when some thread raises one: after a withdrawal it stays
+# set and every thread takes the slow path at each check (11-37% slower loops),
+# and after one delivery it is reset although another thread may still be armed.
+# 3.13+ keep the flag per thread and reset it themselves.
+cdef bint _SHARED_FLAG = PY_VERSION_HEX < 0x030D0000
+# 3.10/3.11 create the exception object lazily, when a handler first sees it; C
+# code that discards the error before then (e.g. the fallback printer of a failed
+# sys.unraisablehook) means `deliver` never runs. Seen from outside, the slot is
+# empty and the receipt still pending: after this many seconds of that, the pump
+# gives it up, so the requests queued behind it move on. (Handlers see a raised
+# exception within microseconds; a second is far beyond any normal unwinding.)
+cdef bint _LAZY_EXCEPTIONS = PY_VERSION_HEX < 0x030C0000
+cdef double _GIVE_UP_AFTER = 1.0
+
+
+cdef void _resignal_armed():
+    """3.10-3.12: raise the shared flag again for requests still armed elsewhere."""
+    cdef Receipt receipt
+    cdef PyThreadState *ts = NULL
+    for receipt in list(_armed.values()):
+        if _count_states(receipt.ident, &ts) == 1 and ts.async_exc == <PyObject *>receipt._carrier:
+            PyThreadState_SetAsyncExc(receipt.ident, <PyObject *>receipt._carrier)
+            return
+
+
+class _ResetFlag(BaseException):
+    """Raised in the calling thread only to make CPython reset its shared flag."""
+
+
+cdef int _reset_shared_flag() except -1:
+    """3.10-3.12: after a withdrawal, raise and catch a private exception in this
+    thread, the only way to clear the interpreter-wide flag; skipped while any
+    slot of this interpreter is armed, since that request needs the flag.
+
+    Armed here, right after the scan, with no bytecode in between: armed from a
+    Python function, another thread could arm a request of ours on this thread
+    first, and this one would replace it. A request armed here meanwhile (while
+    the bytecode below gives the GIL up) replaces ours instead and is raised in
+    its place, as a delivery: it propagates to the caller."""
+    cdef PyThreadState *ts = PyInterpreterState_ThreadHead(PyInterpreterState_Get())
+    while ts != NULL:
+        if ts.async_exc != NULL:
+            return 0
+        ts = PyThreadState_Next(ts)
+    PyThreadState_SetAsyncExc(PyThread_get_thread_ident(), <PyObject *>_ResetFlag)
+    try:
+        _run_bytecode()
+    except _ResetFlag:
+        pass
+    if _armed:
+        _resignal_armed()
+    return 0
+
+
+# The flag is only checked by bytecode, so the reset needs a few instructions of it.
+_namespace = {}
+exec("def run_bytecode():\n    for _ in (0, 1, 2):\n        pass\n", _namespace)
+_run_bytecode = _namespace.pop("run_bytecode")
+
+
+cdef void _give_up_if_discarded(unsigned long ident):
+    cdef PyThreadState *ts = NULL
+    cdef Receipt receipt = _armed.get(ident)
+    if receipt is None or _count_states(ident, &ts) != 1 or ts.async_exc == <PyObject *>receipt._carrier:
+        return
+    now = _monotonic()
+    if receipt._taken_at == 0:
+        receipt._taken_at = now
+    elif now - receipt._taken_at >= _GIVE_UP_AFTER:
+        del _armed[ident]
+        _finish(receipt, UNDELIVERED,
+                "raised, then discarded by C code before any handler saw it (CPython 3.10/3.11)")
+
+
+cdef object _condition_exit = None   # threading.Condition.__exit__'s code (bound by hardstop._protected)
+cdef object _semaphore_exit = None   # threading.Semaphore.__exit__'s, BoundedSemaphore's too
+
+
+cdef void _finish_interrupted_exit() except *:
+    """Raised at the first instruction of ``Condition.__exit__`` or
+    ``Semaphore.__exit__``, which a with statement in any frame calls with no
+    protection around it: release what that ``__exit__`` was about to release,
+    and let the exception go on from there. (3.12+ only: before, the exception
+    is created later, away from that frame.)"""
+    cdef PyFrameObject *frame = PyEval_GetFrame()
+    if frame == NULL:
+        return
+    current = <object><PyObject *>frame
+    code = current.f_code
+    if current.f_lasti > 0 or (code is not _condition_exit and code is not _semaphore_exit):
+        return
+    lock = current.f_locals.get("self")
+    try:
+        if code is _condition_exit:
+            lock._lock.release()   # C: nothing else can be raised in between
+        else:
+            lock.release()   # Semaphore.release, Python code, as its own __exit__ would run it
+    except (RuntimeError, ValueError):
+        pass   # not held, or a BoundedSemaphore released too often: that __exit__ would have failed too
