@@ -3,7 +3,8 @@
 from hardstop import _main_interpreter  # noqa: F401 - first: refuses a sub-interpreter before the extension loads
 
 # isort: split
-from hardstop._asyncio import to_thread
+from typing import TYPE_CHECKING, Any
+
 from hardstop._deadline import Deadline, deadline, deadline_at, timeout
 from hardstop._errors import AmbiguousThread, DeadlineExceeded, HardstopError, Interrupted, ThreadNotFound
 from hardstop._hardstop import Receipt, shield
@@ -11,6 +12,9 @@ from hardstop._interrupt import interrupt
 from hardstop._kill import KillResult, kill
 from hardstop._shield import shielded
 from hardstop._wake import set_wake_signal, sleep, unblocking, wake_signal
+
+if TYPE_CHECKING:
+    from hardstop._asyncio import to_thread
 
 __version__ = "0.1.0"
 
@@ -44,3 +48,13 @@ def get_include() -> str:
     import os
 
     return os.path.join(os.path.dirname(__file__), "include")
+
+
+def __getattr__(name: str) -> Any:
+    # to_thread needs asyncio, whose import costs more than all of hardstop: load it on first use.
+    if name == "to_thread":
+        from hardstop._asyncio import to_thread
+
+        globals()["to_thread"] = to_thread
+        return to_thread
+    raise AttributeError(f"module 'hardstop' has no attribute {name!r}")
