@@ -50,14 +50,16 @@ cdef class Deadline:
     cdef bint _open
     cdef bint _expired
     cdef bint _withdrawn
-    cdef bint _in_heap
     cdef bint _forced       # expire() was called
-    cdef Py_ssize_t _entry
-    cdef list _receipts
+    cdef Py_ssize_t _slot   # in the watchdog's heap; -1 when not scheduled
+    cdef list _receipts     # of its expiry, once fired
     cdef object _frame      # of the with statement, while the block is open
     cdef object _code       # and its code and line, for messages
     cdef public str label   # what it guards, named instead of where it was set (e.g. by hardstop.futures)
     cdef int _line
+
+    def __cinit__(self):
+        self._slot = -1
 
     def __init__(self):
         raise TypeError("Deadline objects are made by hardstop.deadline() or hardstop.deadline_at().")
@@ -94,7 +96,6 @@ cdef class Deadline:
         self._ident = ident
         scopes.depth += 1
         self._level = scopes.depth
-        self._receipts = []
         frame = PyEval_GetFrame()
         if frame != NULL:
             self._frame = <object><PyObject *>frame
@@ -115,23 +116,15 @@ cdef class Deadline:
     cdef void _close(self, bint restore_depth=True) except *:
         cdef _ThreadScopes scopes
         self._open = False
-        self._unschedule()
-        for receipt in self._receipts:
+        _unschedule(self)
+        receipts, self._receipts = self._receipts, None
+        for receipt in receipts or ():
             if (<Receipt>receipt)._status is PENDING:
                 receipt.cancel()
-        self._receipts = None
         self._frame = None   # its locals may hold this scope: no cycle left behind
         scopes = _scopes.get(self._ident)
         if scopes is not None and restore_depth:
             scopes.depth = self._level - 1
-
-    cdef void _unschedule(self):
-        global _stale
-        if self._in_heap:
-            self._in_heap = False
-            _stale += 1
-            if _stale > 1024 and _stale * 2 > len(_heap):
-                _compact()
 
     @property
     def ident(self):
@@ -178,8 +171,8 @@ cdef class Deadline:
         if not self._open or self._withdrawn:
             return False
         self._withdrawn = True
-        self._unschedule()
-        for receipt in self._receipts:
+        _unschedule(self)
+        for receipt in self._receipts or ():
             if (<Receipt>receipt)._status is PENDING and receipt.cancel():
                 pending = True
         return pending or not self._expired
@@ -195,7 +188,7 @@ cdef class Deadline:
             return False
         self.when = _monotonic()
         self._forced = True
-        self._unschedule()
+        _unschedule(self)
         _fire_now(self)   # in this thread: no wait for the watchdog to get the GIL
         return True
 
