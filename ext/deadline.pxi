@@ -45,7 +45,7 @@ cdef class Deadline:
     cdef readonly double when       # the time.monotonic() value it expires at
     cdef readonly object seconds    # as given to deadline(); None for deadline_at()
     cdef unsigned long _ident
-    cdef int _level
+    cdef long long _level   # its position among the thread's scopes
     cdef bint _entered
     cdef bint _open
     cdef bint _expired
@@ -94,8 +94,8 @@ cdef class Deadline:
         scopes = _own_scopes(ident)
         self._entered = self._open = True
         self._ident = ident
-        scopes.depth += 1
-        self._level = scopes.depth
+        scopes.entered += 1
+        self._level = scopes.entered
         frame = PyEval_GetFrame()
         if frame != NULL:
             self._frame = <object><PyObject *>frame
@@ -113,8 +113,7 @@ cdef class Deadline:
             raise DeadlineExceeded(self) from value
         return False
 
-    cdef void _close(self, bint restore_depth=True) except *:
-        cdef _ThreadScopes scopes
+    cdef void _close(self) except *:
         self._open = False
         _unschedule(self)
         receipts, self._receipts = self._receipts, None
@@ -122,9 +121,6 @@ cdef class Deadline:
             if (<Receipt>receipt)._status is PENDING:
                 receipt.cancel()
         self._frame = None   # its locals may hold this scope: no cycle left behind
-        scopes = _scopes.get(self._ident)
-        if scopes is not None and restore_depth:
-            scopes.depth = self._level - 1
 
     @property
     def ident(self):

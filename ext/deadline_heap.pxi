@@ -168,7 +168,7 @@ def fire(Deadline scope):
         # 3.14+). The block is gone: never raise for it anywhere else.
         # (A generator's frame is off the stack while it is suspended, and in a
         # @contextmanager that is exactly when the guarded body runs: fire.)
-        scope._close(False)
+        scope._close()
         raise NotFired("abandoned")
     receipt = _arm_request(None, scope._ident, _DeadlinePassed(scope), _expiry_carrier, scope._level, scope)
     scope._expired = True
