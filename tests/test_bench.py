@@ -82,7 +82,7 @@ def test_costs_are_measured(smoke: dict[str, Any]) -> None:
 @pytest.mark.parametrize("peer", sorted(PEERS))
 def test_an_installed_peer_is_measured(smoke: dict[str, Any], peer: str) -> None:
     if not installed(PEERS[peer]):
-        pytest.skip(f"{peer} is not installed (pip install 'hardstop[bench]')")
+        pytest.skip(f"{peer} is not installed (pip install 'hardstop-threads[bench]')")
     statuses = {c["status"] for c in smoke["cells"] if c["method"] == peer and c["thread"] == "worker"}
     assert statuses <= MEASURED
 
@@ -95,14 +95,14 @@ def test_a_plot_without_matplotlib_says_what_to_install(tmp_path: Path) -> None:
         [sys.executable, "-c", code, "--plot", str(png)], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 2
-    assert "pip install 'hardstop[bench]'" in result.stderr
+    assert "pip install 'hardstop-threads[bench]'" in result.stderr
     assert "Traceback" not in result.stderr
     assert not png.exists()
 
 
 def test_the_plot_is_drawn(smoke: dict[str, Any], tmp_path: Path) -> None:
     if not installed("matplotlib"):
-        pytest.skip("matplotlib is not installed (pip install 'hardstop[bench]')")
+        pytest.skip("matplotlib is not installed (pip install 'hardstop-threads[bench]')")
     results, png = tmp_path / "bench.json", tmp_path / "bench.png"
     results.write_text(json.dumps(smoke))
     code = "import json, sys; from hardstop.bench import plot; plot.draw(json.load(open(sys.argv[1])), sys.argv[2])"

@@ -44,7 +44,7 @@ REPORT_AFTER = 0.5  # the plugin reports a task still running this long after it
 needs_dask = pytest.mark.skipif(
     distributed is None,
     reason=f"distributed is not installed for CPython {sys.version_info.major}.{sys.version_info.minor} "
-    "(pip install 'hardstop[test]' installs it)",
+    "(pip install 'hardstop-threads[test]' installs it)",
 )
 
 
@@ -208,7 +208,7 @@ def test_importing_without_dask_says_what_to_install() -> None:
     assert result.returncode == 1
     assert (
         "ImportError: hardstop.dask needs Dask's distributed scheduler, which is not installed: "
-        "install it with pip install 'hardstop[dask]'." in result.stderr
+        "install it with pip install 'hardstop-threads[dask]'." in result.stderr
     )
 
 

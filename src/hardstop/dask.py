@@ -42,7 +42,7 @@ try:
 except ImportError as error:
     raise ImportError(
         "hardstop.dask needs Dask's distributed scheduler, which is not installed: "
-        "install it with pip install 'hardstop[dask]'."
+        "install it with pip install 'hardstop-threads[dask]'."
     ) from error
 
 from hardstop._deadline import deadline
