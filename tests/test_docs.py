@@ -71,5 +71,11 @@ def test_install_lines_name_the_distribution_hardstop_threads(name: str) -> None
 @needs_source_tree
 def test_the_scan_covers_the_places_users_read() -> None:
     names = scanned_files()
-    for expected in ("README.md", "pyproject.toml", "docs/dask.md", "src/hardstop/dask.py", ".github/workflows/wheels.yml"):
+    for expected in (
+        "README.md",
+        "pyproject.toml",
+        "docs/dask.md",
+        "src/hardstop/dask.py",
+        ".github/workflows/wheels.yml",
+    ):
         assert expected in names
