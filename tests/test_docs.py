@@ -7,6 +7,8 @@ runs it against the installed wheel, with only tests/ and pyproject.toml)."""
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -79,3 +81,64 @@ def test_the_scan_covers_the_places_users_read() -> None:
         ".github/workflows/wheels.yml",
     ):
         assert expected in names
+
+
+def python_blocks(name: str) -> list[str]:
+    """The ```python blocks of a Markdown file, in order."""
+    return re.findall(r"^```python\n(.*?)^```$", (ROOT / name).read_text(encoding="utf-8"), re.S | re.M)
+
+
+def run_example(code: str, folder: Path, *options: str) -> subprocess.CompletedProcess[str]:
+    """Save ``code`` as a script and run it as a user would."""
+    script = folder / "example.py"
+    script.write_text(code, encoding="utf-8")
+    return subprocess.run(
+        [sys.executable, *options, str(script)], capture_output=True, text=True, cwd=folder, timeout=120
+    )
+
+
+@needs_source_tree
+@pytest.mark.parametrize("name", ["README.md", "docs/index.md"])
+def test_the_front_pages_example_runs_as_written(name: str, tmp_path: Path) -> None:
+    (example,) = python_blocks(name)  # one example, highlighted as Python
+    result = run_example(example, tmp_path, "-W", "error")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stderr == ""
+    # The worker stopped twice (interrupt, then kill), the deadline passed once, kill() succeeded.
+    lines = result.stdout.splitlines()
+    assert lines[0] == lines[2] == "stopped cleanly", result.stdout
+    assert re.fullmatch(r"The deadline of 0\.2 s set at .*example\.py:\d+ has passed\.", lines[1]), result.stdout
+    assert len(lines) == 3, result.stdout
+
+
+@needs_source_tree
+def test_the_front_pages_show_the_install_commands_and_the_limits() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    front = (ROOT / "docs/index.md").read_text(encoding="utf-8")
+    commands = re.findall(r"^    (python -m pip install .*)$", readme, re.M)
+    assert len(commands) == 2
+    for command in commands:
+        assert f"    {command}\n" in front
+    # The limits come before the example: a newcomer reads them first.
+    assert front.index("## What cannot be interrupted") < front.index("## Example")
+    for limit in ("`Lock.acquire`", "3.15", "Windows", "back-edge"):
+        assert limit in front.split("## Example")[0], limit
+
+
+@needs_source_tree
+def test_the_dask_worked_example_runs_as_written(tmp_path: Path) -> None:
+    """Saved as a file and run: its worker processes import that file, hence its
+    ``if __name__ == "__main__":`` (without it: "Nanny failed to start")."""
+    pytest.importorskip(
+        "distributed",
+        reason=f"distributed is not installed for CPython {sys.version_info.major}.{sys.version_info.minor} "
+        "(pip install 'hardstop-threads[test]' installs it)",
+    )
+    (example,) = [block for block in python_blocks("docs/dask.md") if "LocalCluster" in block]
+    result = run_example(example, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Traceback (most recent call last)" not in result.stderr, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "next", result.stdout  # the cancelled task freed the worker's only thread
+    assert re.fullmatch(r"The deadline of 0\.5 s set for the Dask task 'crunch-[-0-9a-f]+' has passed\.", lines[1])
+    assert len(lines) == 2, result.stdout
