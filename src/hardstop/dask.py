@@ -94,7 +94,7 @@ def _warn_unless_registered() -> None:
     they would ignore the annotation. Without a client, or with an asynchronous one
     (no blocking call here), there is nothing to ask."""
     try:
-        client = distributed.default_client()
+        client = distributed.default_client()  # type: ignore[no-untyped-call, unused-ignore]
     except ValueError:
         return
     if client.asynchronous or client.scheduler.address in _registered_at:
