@@ -25,7 +25,10 @@ cdef inline double _number(object value, str what) except? -1.0:
 
 def deadline(seconds):
     """``with hardstop.deadline(seconds) as scope:`` raise in this block once
-    ``seconds`` have passed; it leaves the block as ``hardstop.DeadlineExceeded``."""
+    ``seconds`` have passed; it leaves the block as ``hardstop.DeadlineExceeded``.
+    ``None``: no limit (``math.inf``)."""
+    if seconds is None:
+        seconds = _INF
     cdef double span = _number(seconds, "hardstop.deadline()")
     cdef Deadline scope = Deadline.__new__(Deadline)
     scope.when = _monotonic() + span
@@ -71,6 +74,17 @@ cdef class Deadline:
         cdef PyFrameObject *frame
         if self._entered:
             raise RuntimeError(f"{self!r} was entered already: use one per with statement.")
+        if self.when <= _monotonic():
+            # Passed already: raised here, before the body. Armed, it would wait for the
+            # body's first check, and a body without one (C calls, no loop) would run to its end.
+            _raise_armed_now(ident)
+            self._entered = self._expired = True
+            self._ident = ident
+            frame = PyEval_GetFrame()
+            if frame != NULL:
+                self._line = PyFrame_GetLineNumber(frame)
+                self._code = (<object><PyObject *>frame).f_code
+            raise DeadlineExceeded(self)
         if self.when < _INF and hardstop_is_finalizing():
             # The watchdog is a daemon thread, and daemon threads are stopped for good.
             raise RuntimeError(
@@ -187,6 +201,12 @@ cdef class Deadline:
         _unschedule(self)
         _fire_now(self)   # in this thread: no wait for the watchdog to get the GIL
         return True
+
+    def __bool__(self):
+        raise TypeError(
+            "A hardstop.Deadline has no truth value: `if scope:` (stopit's idiom) cannot say whether it "
+            "fired; test `scope.expired`, or `scope is not None` for whether there is one."
+        )
 
     def __repr__(self):
         state = ("expired" if self._expired else "withdrawn" if self._withdrawn
