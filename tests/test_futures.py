@@ -186,22 +186,28 @@ def test_the_constructor_shows_its_real_parameters() -> None:
 
 def test_a_task_that_cancels_its_own_batch_ends_its_future_and_cancels_the_rest() -> None:
     batch: list[concurrent.futures.Future[object]] = []
-    ready, finished = threading.Event(), []
+    ready, left, finished = threading.Event(), threading.Event(), []
 
-    def cancel_the_batch() -> str:
+    def cancel_the_batch() -> None:
         assert ready.wait(WAIT)
         finished.append([future.cancel() for future in batch])  # its own future among them
-        return "dropped: its future was cancelled"
+        try:
+            threading.Event().wait(3 * WAIT)  # it goes on: only shutdown() stops it
+        finally:
+            left.set()
 
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        other = pool.submit(threading.Event().wait, 3 * WAIT)  # running: woken by cancel()
-        canceller = pool.submit(cancel_the_batch)
-        later = [pool.submit(lambda: "never") for _ in range(3)]
-        batch.extend([other, canceller, *later])
-        ready.set()
-        assert not wait(batch, timeout=WAIT).not_done
-        assert all(future.cancelled() for future in batch)
+    pool = ThreadPoolExecutor(max_workers=2)
+    other = pool.submit(threading.Event().wait, 3 * WAIT)  # running: woken by cancel()
+    canceller = pool.submit(cancel_the_batch)
+    later = [pool.submit(lambda: "never") for _ in range(3)]
+    batch.extend([other, canceller, *later])
+    ready.set()
+    assert not wait(batch, timeout=WAIT).not_done
+    assert all(future.cancelled() for future in batch)
     assert finished == [[True] * 5]  # the task was not interrupted by its own cancel()
+    assert not left.is_set()
+    pool.shutdown(wait=True, cancel_futures=True, stop_timeout=WAIT)  # no warning: it was stopped
+    assert left.is_set()
 
 
 def test_done_callbacks_run_after_the_futures_lock_is_released() -> None:

@@ -151,6 +151,33 @@ def test_a_testcase_and_a_subtest_loop_fail_once_with_the_plugins_message(pytest
     result.stdout.fnmatch_lines(['  File "*test_unit.py", line 22, in test_a_method'])
 
 
+def test_a_testcase_whose_teardown_or_cleanup_overruns_fails_once(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_parts="""
+        import threading, unittest, pytest
+
+        class SlowTearDown(unittest.TestCase):
+            def tearDown(self):
+                threading.Event().wait(30)
+
+            @pytest.mark.hardstop_timeout(0.2)
+            def test_quick(self):
+                pass
+
+        class SlowCleanup(unittest.TestCase):
+            @pytest.mark.hardstop_timeout(0.2)
+            def test_quick(self):
+                self.addCleanup(threading.Event().wait, 30)
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=2)
+    output = result.stdout.str()
+    assert output.count("hardstop_timeout: the test ran longer than 0.2 s and was stopped. It was here:") == 2
+    assert "_DeadlinePassed" not in output
+    result.stdout.fnmatch_lines(['  File "*test_parts.py", line 5, in tearDown', "    threading.Event().wait(30)"])
+
+
 @pytest.mark.skipif(int(pytest.__version__.split(".")[0]) < 9, reason="the subtests fixture is built in from pytest 9")
 def test_a_loop_of_the_subtests_fixture_fails_once(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(

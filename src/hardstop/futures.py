@@ -240,6 +240,7 @@ class ThreadPoolExecutor(concurrent.futures.ThreadPoolExecutor):
             tasks = list(self._tasks)
         for task in tasks:
             task.future.cancel()
+            task.stop()  # also one whose future was cancelled earlier without stopping it (its own cancel())
         super().shutdown(wait=False, cancel_futures=True)
         if not wait:
             return

@@ -16,9 +16,9 @@ every exception but ``KeyboardInterrupt``, and a deadline fires again every
 10 ms while its block runs: left alone, a ``TestCase`` would report the raw
 expiry, and a subtest loop would fail every later subtest in turn. So the
 expiry is carried out of a subtest (a unittest ``subTest``, or the ``subtests``
-fixture) to end the test; a ``TestCase`` that caught it in ``setUp`` or its
-test method gets the plugin's failure instead, and its ``tearDown`` and
-cleanups run with a budget of their own.
+fixture) to end the test; a ``TestCase`` gets the plugin's failure where
+unittest catches the expiry (``setUp``, the test method, ``tearDown``, a
+cleanup), and the parts after it run with a budget of their own.
 
 Compared with pytest-timeout: its "thread" method ends the whole process at the
 first timeout, and its "signal" method only serves the main thread on POSIX.
@@ -32,11 +32,12 @@ import contextlib
 import functools
 import inspect
 import os
+import sys
 import time
 import traceback
 import unittest
 from collections.abc import Callable, Generator, Iterator
-from typing import Any
+from typing import Any, NoReturn
 
 import pluggy
 import pytest
@@ -187,31 +188,38 @@ def _unittest_guarded(item: pytest.Item, scope: hardstop.Deadline, seconds: floa
         return
     timed_out: list[bool] = []
 
-    def fail_once_caught(part: Callable[..., Any]) -> Callable[..., Any]:
+    def stop_here(expiry: BaseException) -> NoReturn:
+        # unittest catches this as it would the expiry: the plugin's failure, reported once.
+        scope.cancel()  # no re-fire: the parts after it run, with a budget of their own
+        timed_out.append(True)
+        pytest.fail(_message("call", seconds, _frames(expiry)), pytrace=False)
+
+    def guarded(part: Callable[..., Any]) -> Callable[..., Any]:
+        """setUp, the test method, tearDown, doCleanups."""
+
         @functools.wraps(part)
         def run(*args: Any, **kwargs: Any) -> Any:
+            if timed_out:  # a part after the timeout
+                with hardstop.deadline(seconds):
+                    return part(*args, **kwargs)
             try:
                 return part(*args, **kwargs)
             except _DeadlinePassed as error:
                 if error.scope is not scope:
                     raise
                 expiry = error
-            # unittest catches this as it would the expiry: the plugin's failure, reported once.
-            scope.cancel()  # no re-fire: tearDown and the cleanups run, with a budget of their own
-            timed_out.append(True)
-            pytest.fail(_message("call", seconds, _frames(expiry)), pytrace=False)
+            stop_here(expiry)  # outside the except block: reported alone
 
         return run
 
-    def own_budget_after_a_timeout(part: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(part)
-        def run(*args: Any, **kwargs: Any) -> Any:
-            if not timed_out:
-                return part(*args, **kwargs)
-            with hardstop.deadline(seconds):
-                return part(*args, **kwargs)
-
-        return run
+    def add_error(test: unittest.TestCase, exc_info: Any) -> None:
+        # What unittest caught in its own code, or in a cleanup: reported the same way.
+        if _is_expiry(exc_info[1], scope):
+            try:
+                stop_here(exc_info[1])
+            except pytest.fail.Exception:
+                exc_info = sys.exc_info()
+        type(item).addError(item, test, exc_info)  # type: ignore[attr-defined]  # item is unittest's result
 
     @contextlib.contextmanager
     def sub_test(*args: Any, **kwargs: Any) -> Iterator[None]:
@@ -231,19 +239,17 @@ def _unittest_guarded(item: pytest.Item, scope: hardstop.Deadline, seconds: floa
             raise expiry  # out of the subtest: the test ends here
 
     method = item.obj  # type: ignore[attr-defined]  # a TestCaseFunction's bound test method
-    item.obj = fail_once_caught(method)  # type: ignore[attr-defined]  # runtest() sets it on the case
-    patched = {
-        "setUp": fail_once_caught(case.setUp),
-        "tearDown": own_budget_after_a_timeout(case.tearDown),
-        "doCleanups": own_budget_after_a_timeout(case.doCleanups),
-        "subTest": sub_test,
-    }
+    item.obj = guarded(method)  # type: ignore[attr-defined]  # runtest() sets it on the case
+    item.addError = add_error  # type: ignore[attr-defined]
+    patched = {name: guarded(getattr(case, name)) for name in ("setUp", "tearDown", "doCleanups")}
+    patched["subTest"] = sub_test
     for name, value in patched.items():
         setattr(case, name, value)
     try:
         yield
     finally:
         item.obj = method  # type: ignore[attr-defined]
+        del item.addError  # type: ignore[attr-defined]
         for name in patched:
             with contextlib.suppress(AttributeError):
                 delattr(case, name)
