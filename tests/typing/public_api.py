@@ -7,6 +7,7 @@ import threading
 from typing import assert_type
 
 import hardstop
+from hardstop.futures import Future, ThreadPoolExecutor
 
 
 def use_everything(worker: threading.Thread) -> None:
@@ -81,3 +82,11 @@ def commit(rows: list[int]) -> int:
 
 assert_type(fetch("x"), bytes)
 assert_type(commit([1, 2]), int)
+
+
+async def run_in_threads() -> None:
+    assert_type(await hardstop.to_thread(fetch, "x", retries=2), bytes)
+    assert_type(await hardstop.to_thread(fetch, "x", stop_timeout=1.0), bytes)
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="fetch", initializer=print, initargs=()) as pool:
+        assert_type(pool.submit(fetch, "x"), Future[bytes])
+        assert_type(pool.submit_with_timeout(fetch, 2.0, "x"), Future[bytes])
