@@ -26,14 +26,24 @@ def free_port() -> int:
 class Server:
     """``args`` run with this interpreter from the apps' folder; its output goes to a log file."""
 
-    def __init__(self, args: list[str], port: int, log: Path, stop_signal: int = signal.SIGTERM) -> None:
+    def __init__(
+        self,
+        args: list[str],
+        port: int,
+        log: Path,
+        stop_signal: int = signal.SIGTERM,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.port = port
         self.stop_signal = stop_signal
         self.log_path = log
         self._log = log.open("wb")
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.process = subprocess.Popen(
-            [sys.executable, *args], cwd=APPS, stdout=self._log, stderr=subprocess.STDOUT, env=env
+            [sys.executable, *args],
+            cwd=APPS,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         )
         self._wait_until_listening()
 
@@ -93,3 +103,13 @@ def gunicorn(tmp_path: Path, *options: str, app: str = "wsgi_app:app") -> Server
 def waitress(tmp_path: Path, *options: str, app: str = "wsgi_app:limited") -> Server:
     port = free_port()
     return Server(["-m", "waitress", f"--listen=127.0.0.1:{port}", *options, app], port, tmp_path / "waitress.log")
+
+
+def asgi(tmp_path: Path, server: str, env: dict[str, str] | None = None) -> Server:
+    """``asgi_app:app`` under uvicorn (asyncio) or ``hypercorn -k trio``."""
+    port = free_port()
+    if server == "uvicorn":
+        args = ["-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port), "asgi_app:app"]
+    else:
+        args = ["-m", "hypercorn", "-k", "trio", "-b", f"127.0.0.1:{port}", "asgi_app:app"]
+    return Server(args, port, tmp_path / f"{server}.log", env=env)
