@@ -142,3 +142,24 @@ def test_time_limit_on_a_view_lengthens_or_shortens_its_limit(server):
     assert status == 504
     assert body == b"The request took longer than its time limit of 0.3 s and was stopped.\n"
     assert 0.3 <= took < 0.3 + MARGIN
+
+
+@pytest.mark.parametrize("framework", ["flask", "django"])
+def test_the_framework_examples_of_the_docs(tmp_path, framework):
+    pytest.importorskip("waitress", reason="waitress is in the test extra")
+    pytest.importorskip(framework, reason=f"{framework} is in the test extra")
+    from web_servers import waitress
+
+    app = "flask_app:app" if framework == "flask" else "django_app:application"
+    server = waitress(tmp_path, "--threads=2", app=app)
+    try:
+        status, body, took = server.get("/slow")
+        assert status == 504, body  # not the framework's 500 page
+        assert LIMIT <= took < LIMIT + MARGIN
+        assert json.loads(server.get("/stats")[1]) == {"finally_ran": 1}
+        assert server.get("/report")[:2] == (200, b"report")  # 1 s, under its own 3 s
+        status, body, took = server.get("/short")
+        assert status == 504, body  # its own limit passed, and the framework did not catch that either
+        assert 0.3 <= took < 0.3 + MARGIN
+    finally:
+        server.stop()
