@@ -92,7 +92,10 @@ class _Request:
 
     def __init__(self, middleware: TimeLimit, environ: dict[str, Any], start_response: StartResponse) -> None:
         self.middleware = middleware
-        self.environ = environ
+        query = environ.get("QUERY_STRING")
+        self.description = f"{environ.get('REQUEST_METHOD', '?')} {environ.get('PATH_INFO', '')}" + (
+            f"?{query}" if query else ""
+        )
         self.server_start_response = start_response
         self.began = time.monotonic()
         self.limit = middleware.seconds
@@ -104,15 +107,17 @@ class _Request:
         self.headers_sent = False  # a body chunk (or write()) went to the server
         self.streaming = False
         self.finished = False
+        self.reported = False
 
     @property
     def end(self) -> float | None:
         return None if self.limit is None else self.began + self.limit
 
-    def describe(self) -> str:
-        query = self.environ.get("QUERY_STRING")
-        path = self.environ.get("PATH_INFO", "") + (f"?{query}" if query else "")
-        return f"{self.environ.get('REQUEST_METHOD', '?')} {path}"
+    def finish(self) -> None:
+        """Done with the application: nothing left to limit or report. What the
+        server handed over is let go (the overdue watch keeps this record a while)."""
+        self.finished = True
+        self.server_start_response = _gone
 
     def start_response(self, status: str, headers: list[tuple[str, str]], exc_info: _ExcInfo | None = None) -> Any:
         self.started = True
@@ -135,7 +140,7 @@ class _Request:
         if end is None:
             return step()
         scope = deadline_at(end)
-        scope.label = f"the time limit of {self.describe()}"
+        scope.label = f"the time limit of {self.description}"
         try:
             with scope:
                 self.scope = scope
@@ -154,6 +159,7 @@ class _Request:
         if scope is not None:
             scope.cancel()  # the view's own scope takes over (an expiry already raised stays raised)
         self.limit = seconds
+        _overdue.watch(self)  # a shorter limit is reported sooner (a longer one is rescheduled)
 
     def timed_out(self, error: DeadlineExceeded) -> Iterable[bytes]:
         """The response after the limit passed: a 504 if nothing was sent yet;
@@ -163,14 +169,14 @@ class _Request:
             self.middleware.logger.error(
                 "%s ran over its time limit of %s s after its response had started, and was stopped %s; "
                 "the connection is closed so the client sees a truncated response",
-                self.describe(),
+                self.description,
                 _seconds(self.limit),
                 where,
             )
             raise error
         self.middleware.logger.error(
             "%s ran over its time limit of %s s and was stopped %s; answered 504 Gateway Timeout",
-            self.describe(),
+            self.description,
             _seconds(self.limit),
             where,
         )
@@ -179,6 +185,10 @@ class _Request:
         self.server_start_response("504 Gateway Timeout", headers, sys.exc_info() if self.started else None)
         self.started = True
         return [body]
+
+
+def _gone(status: str, headers: list[tuple[str, str]], exc_info: _ExcInfo | None = None) -> Any:
+    raise RuntimeError("start_response() called after the request was finished.")
 
 
 _current: contextvars.ContextVar[_Request | None] = contextvars.ContextVar("hardstop.wsgi request", default=None)
@@ -222,22 +232,24 @@ class TimeLimit:
             try:
                 response: Iterable[bytes] = request.run_limited(lambda: self.app(environ, request.start_response))
             except _RequestTimedOut as stop:
-                request.finished = True
-                return request.timed_out(stop.error)
+                try:
+                    return request.timed_out(stop.error)
+                finally:
+                    request.finish()
         except BaseException:
-            request.finished = True
+            request.finish()
             raise
         finally:
             _current.reset(token)
         file_wrapper = environ.get("wsgi.file_wrapper")
         is_file = isinstance(file_wrapper, type) and isinstance(response, file_wrapper)
         if is_file:
-            request.finished = True
+            request.finish()
             return response  # the server sends the file itself (sendfile): not limited
         if environ.get(STREAMING_KEY):
             request.streaming = True
         if request.streaming:
-            request.finished = True
+            request.finish()
         return _Body(request, response)
 
 
@@ -260,12 +272,16 @@ class _Body:
         try:
             chunk: bytes = self._next() if request.streaming else request.run_limited(self._next)
         except _RequestTimedOut as stop:
-            self.done = request.finished = True
-            self._close_quietly()
-            (body,) = request.timed_out(stop.error)
+            self.done = True
+            try:
+                self._close_quietly()
+                (body,) = request.timed_out(stop.error)
+            finally:
+                request.finish()
             return body
         except BaseException:  # StopIteration included
-            self.done = request.finished = True
+            self.done = True
+            request.finish()
             raise
         request.headers_sent = True  # the server writes the headers with the first chunk
         return chunk
@@ -282,7 +298,7 @@ class _Body:
             self.response = []
 
     def close(self) -> None:
-        self.request.finished = True
+        self.request.finish()
         close = getattr(self.response, "close", None)
         if close is not None:
             close()  # not limited: the application's clean-up runs to its end
@@ -354,6 +370,10 @@ class _OverdueRequests:
         if end is None:
             return
         with self._changed:
+            if len(self._due) >= 1024 and len(self._due) % 1024 == 0:
+                # Finished requests stay until they come up; drop them once they pile up.
+                self._due = [entry for entry in self._due if not entry[2].finished]
+                heapq.heapify(self._due)
             heapq.heappush(self._due, (end + request.middleware.report_after, next(self._order), request))
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="hardstop-wsgi-overdue", daemon=True)
@@ -368,12 +388,13 @@ class _OverdueRequests:
                     wait = self._due[0][0] - time.monotonic() if self._due else None
                     self._changed.wait(wait)
                 _, _, request = heapq.heappop(self._due)
-            if not request.finished and request.end is not None:
+            if not request.finished and not request.reported and request.end is not None:
                 end = request.end + request.middleware.report_after
                 if end > time.monotonic():  # a @time_limit view gave it longer meanwhile
                     with self._changed:
                         heapq.heappush(self._due, (end, next(self._order), request))
                     continue
+                request.reported = True
                 _report(request)
 
 
@@ -384,7 +405,7 @@ def _report(request: _Request) -> None:
     request.middleware.logger.error(
         "%s is still running %s s past its time limit of %s s: it is blocked in a call into C%s, where CPython "
         "cannot raise in this thread; it is stopped when that call returns. Its stack:\n%s",
-        request.describe(),
+        request.description,
         _seconds(request.middleware.report_after),
         _seconds(request.limit),
         where,
