@@ -37,7 +37,7 @@ def slow(request):
 
 @time_limit(3)
 def report(request):
-    spin(1)
+    spin(0.7)
     return HttpResponse("report")
 
 

@@ -38,7 +38,7 @@ def slow():
 @app.get("/report")
 @time_limit(3)
 def report():
-    spin(1)
+    spin(0.7)
     return "report"
 
 

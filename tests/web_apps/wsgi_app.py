@@ -12,7 +12,7 @@
 /stats            JSON: live threads' names, slow handlers running now and that ran their finally
 
 ``limited`` is the application inside ``TimeLimit(0.5)``, with ``/env/...``
-paths given a 3 s limit through the environ by an outer middleware.
+paths given a 1.5 s limit through the environ by an outer middleware.
 """
 
 from __future__ import annotations
@@ -129,11 +129,11 @@ def app(environ, start_response):
 
 
 def env_limits(app):
-    """An outer middleware giving /env/... requests a 3 s limit through the environ."""
+    """An outer middleware giving /env/... requests a 1.5 s limit through the environ."""
 
     def with_limits(environ, start_response):
         if environ["PATH_INFO"].startswith("/env/"):
-            environ[LIMIT_KEY] = 3
+            environ[LIMIT_KEY] = 1.5
         return app(environ, start_response)
 
     return with_limits
