@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import threading
 import time
 
 import pytest
 
-from conftest import WAIT
+from conftest import WAIT, Gate
 
 pytest.importorskip("anyio", reason="anyio is in the test extra")
 import anyio
@@ -121,6 +122,33 @@ def test_results_exceptions_and_the_limiter_are_anyios(backend):
         return work.left.is_set()
 
     assert run(main, backend) is True
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_thread_blocked_in_c_is_warned_about_with_where_it_is(backend, monkeypatch):
+    monkeypatch.setattr(hardstop.anyio, "STOP_TIMEOUT", 0.3)
+    gate = Gate()  # Lock.acquire: no wake reaches it in a worker thread
+    entered = threading.Event()
+
+    def blocked():
+        entered.set()
+        gate.wait()
+
+    async def main():
+        with anyio.move_on_after(0.2) as scope:
+            await hardstop.anyio.run_sync(blocked)
+        return scope.cancelled_caught
+
+    with pytest.warns(RuntimeWarning) as warned:
+        assert run(main, backend) is True
+    gate.open()
+    (warning,) = warned
+    assert re.fullmatch(
+        rf"hardstop\.anyio\.run_sync\(\): the thread is still running {re.escape(repr(blocked))} "
+        r"at \S+conftest\.py:\d+ in wait 0\.3 s after the call was cancelled "
+        r"\(blocked where it cannot be woken\); it stops when that call returns",
+        str(warning.message),
+    )
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -4,6 +4,7 @@
 /spin?seconds=S   a pure-Python loop for S seconds (30 by default), then "finished"
 /event            Event.wait(30)
 /sleep?seconds=S  time.sleep(S)
+/lock?seconds=S   Lock.acquire(timeout=S) on a lock nobody releases (no wake reaches it)
 /stream-length    sends 10 of the 100 bytes its Content-Length promises, then spins
 /stream-chunked   sends a chunk (no Content-Length: chunked), then spins
 /events           text/event-stream: 4 events 0.3 s apart (longer than the limit)
@@ -110,6 +111,11 @@ def app(environ, start_response):
         return text(start_response, "finished")
     if path == "/sleep":
         slow(lambda: time.sleep(seconds_of(environ, 30)))
+        return text(start_response, "finished")
+    if path == "/lock":
+        held = threading.Lock()
+        held.acquire()
+        slow(lambda: held.acquire(timeout=seconds_of(environ, 30)))
         return text(start_response, "finished")
     if path == "/stream-length":
         return stream_length(environ, start_response)
