@@ -144,7 +144,8 @@ def test_a_thread_blocked_in_c_is_warned_about_with_where_it_is(backend, monkeyp
     gate.open()
     (warning,) = warned
     assert re.fullmatch(
-        rf"hardstop\.anyio\.run_sync\(\): the thread is still running {re.escape(repr(blocked))} "
+        rf"hardstop\.anyio\.run_sync\(\): the thread is still running {re.escape(blocked.__module__)}\."
+        rf"{re.escape(blocked.__qualname__)}\(\) "
         r"at \S+conftest\.py:\d+ in wait 0\.3 s after the call was cancelled "
         r"\(blocked where it cannot be woken\); it stops when that call returns",
         str(warning.message),
