@@ -36,7 +36,7 @@ try:
     import anyio.to_thread
 except ImportError as error:
     raise ImportError(
-        "hardstop.anyio needs anyio, which is not installed: install it with pip install 'hardstop[anyio]'."
+        "hardstop.anyio needs anyio, which is not installed: install it with pip install 'hardstop-threads[anyio]'."
     ) from error
 
 from hardstop.futures import Future, _Task

@@ -19,7 +19,8 @@ try:
     from gunicorn.workers.gthread import ThreadWorker as _GthreadWorker  # type: ignore[import-not-found, import-untyped, unused-ignore]
 except ImportError as error:
     raise ImportError(
-        "hardstop.gunicorn needs gunicorn, which is not installed: install it with pip install 'hardstop[gunicorn]'."
+        "hardstop.gunicorn needs gunicorn, which is not installed: "
+        "install it with pip install 'hardstop-threads[gunicorn]'."
     ) from error
 
 from hardstop.wsgi import TimeLimit, WSGIApp
