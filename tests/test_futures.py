@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import inspect
+import math
 import random
 import threading
 import time
@@ -174,6 +175,16 @@ def test_a_bad_stop_timeout_is_refused_before_anything_stops(stop_timeout: objec
             pool.shutdown(cancel_futures=True, stop_timeout=stop_timeout)  # type: ignore[arg-type]
         gate.set()
         assert running.result(WAIT) is True
+
+
+def test_an_infinite_stop_timeout_waits_for_the_workers() -> None:
+    started = threading.Event()
+    pool = ThreadPoolExecutor(max_workers=1)
+    running = pool.submit(lambda: (started.set(), threading.Event().wait(3 * WAIT)))
+    assert started.wait(WAIT)
+    pool.shutdown(wait=True, cancel_futures=True, stop_timeout=math.inf)  # not an OverflowError from join()
+    assert running.cancelled()
+    assert not any(thread.is_alive() for thread in pool._threads)
 
 
 def test_the_constructor_shows_its_real_parameters() -> None:

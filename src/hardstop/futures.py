@@ -246,7 +246,7 @@ class ThreadPoolExecutor(concurrent.futures.ThreadPoolExecutor):
             return
         end = time.monotonic() + stop_timeout
         for thread in list(self._threads):
-            thread.join(max(0.0, end - time.monotonic()))
+            thread.join(None if stop_timeout == math.inf else max(0.0, end - time.monotonic()))
         stuck = [task.where() for task in tasks if task.thread is not None]
         if stuck:
             warnings.warn(
