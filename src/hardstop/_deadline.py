@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
-from hardstop import _hardstop, _interrupt, _wake
+from hardstop import _hardstop, _interrupt, _own_threads, _wake
 from hardstop._errors import AmbiguousThread, ThreadNotFound, _DeadlinePassed
 from hardstop._hardstop import Deadline, deadline, deadline_at
 
@@ -83,7 +83,7 @@ def _watch() -> None:
 
 
 def _start_watchdog() -> None:
-    threading.Thread(target=_watch, name="hardstop-watchdog", daemon=True).start()
+    _own_threads.start(_watch, "hardstop-watchdog", "watchdog, which fires every deadline of the process")
 
 
 def _after_fork_in_child() -> None:

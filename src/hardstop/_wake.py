@@ -56,6 +56,7 @@ from collections.abc import Callable
 from types import FrameType, TracebackType
 from typing import Any
 
+from hardstop import _own_threads
 from hardstop._errors import non_negative_seconds
 from hardstop._hardstop import Receipt, current_frame, in_protected_code, is_armed
 
@@ -208,9 +209,12 @@ def wake_armed(receipt: Receipt) -> None:
 
 def _wake_condition_in_helper(condition: Any, waiter: Any, receipt: Receipt) -> None:
     receipt.wake = "Condition.wait: its lock is busy; a helper thread ends the wait once it gets it"
-    threading.Thread(
-        target=_wake_condition_later, args=(condition, waiter, receipt), name="hardstop-wake", daemon=True
-    ).start()
+    _own_threads.start(
+        _wake_condition_later,
+        "hardstop-wake",
+        "helper that ends a Condition wait for an interrupt",
+        (condition, waiter, receipt),
+    )
 
 
 def _wake_without_condition(receipt: Receipt, frame: FrameType | None) -> None:
