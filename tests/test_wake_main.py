@@ -169,6 +169,82 @@ def test_a_handler_installed_before_hardstop_is_chained_and_not_called_for_wakes
     assert result.stdout.splitlines() == ["woken", "user handler calls: 1", "restored: True"]
 
 
+def test_a_handler_installed_before_hardstop_is_not_called_for_withdrawn_wakes() -> None:
+    # Each request is withdrawn right after its signal was sent: our handler then
+    # runs with nothing armed, and must not pass hardstop's signal on.
+    script = textwrap.dedent("""
+        import os, signal, sys, threading, time
+        calls = []
+        signal.signal(signal.SIGURG, lambda signum, frame: calls.append(signum))
+        import hardstop
+        sys.setswitchinterval(1.0)  # the withdrawing thread keeps the GIL from interrupt() to cancel()
+        main = threading.main_thread()
+        done = threading.Event()
+        outcomes = []
+        def withdraw():
+            for _ in range(20):
+                receipt = hardstop.interrupt(main)
+                outcomes.append((receipt.wake, receipt.cancel()))
+                time.sleep(0.02)  # the main thread runs the handler meanwhile
+            done.set()
+        def nap():
+            try:
+                time.sleep(0.01)
+            except hardstop.Interrupted:
+                outcomes.append(("raised", False))
+        threading.Thread(target=withdraw).start()
+        while not done.is_set():
+            nap()
+        print("user handler calls:", len(calls))
+        print("withdrawn after a signal:", sum(w == "SIGURG sent to the main thread" and c for w, c in outcomes) > 0)
+        os.kill(os.getpid(), signal.SIGURG)  # somebody else's SIGURG still reaches the user's handler
+        time.sleep(0.05)
+        print("user handler calls:", len(calls))
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "user handler calls: 0",
+        "withdrawn after a signal: True",
+        "user handler calls: 1",
+    ]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="only Linux shows another thread's signal mask")
+def test_a_main_thread_that_blocks_the_wake_signal_is_not_claimed_woken() -> None:
+    script = textwrap.dedent("""
+        import signal, threading, time
+        import hardstop
+        signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGURG])
+        main = threading.main_thread()
+        napping = threading.Event()
+        receipts = []
+        def interrupt_main():
+            napping.wait(10)
+            receipts.append(hardstop.interrupt(main))
+        threading.Thread(target=interrupt_main).start()
+        def nap():
+            napping.set()
+            time.sleep(1.0)
+        try:
+            nap()
+        except hardstop.Interrupted:
+            pass
+        print(receipts[0].status)
+        print(receipts[0].wake)
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    status, wake = result.stdout.splitlines()
+    assert status == "delivered"
+    assert re.fullmatch(
+        re.escape("not woken: the thread blocks SIGURG, the wake signal, with signal.pthread_sigmask (it is in ")
+        + r"\w+, <string>:\d+\)"
+        + re.escape("; if it is blocked in C (time.sleep, Lock.acquire, I/O), it raises only when that call returns"),
+        wake,
+    ), wake
+
+
 def test_a_bad_signal_number_is_refused_and_changes_nothing() -> None:
     with pytest.raises(ValueError, match=re.escape("set_wake_signal() takes a signal that can be caught, not 100000.")):
         hardstop.set_wake_signal(100000)

@@ -10,6 +10,7 @@ is (its stack) and why hardstop could not reach it, from the last receipt.
 from __future__ import annotations
 
 import linecache
+import signal
 import sys
 import threading
 import time
@@ -160,6 +161,12 @@ def _why_alive(receipts: list[Receipt], thread: threading.Thread, age: float, fr
 
 
 def _blocked_why(thread: threading.Thread) -> str:
+    signum = _wake.wake_signal()
+    if signum is not None and _wake._blocks_signal(thread.ident or 0, signum):
+        return (
+            f"It blocks {signal.Signals(signum).name}, the wake signal, with signal.pthread_sigmask, so it is not "
+            "woken; the interrupt stays armed and is raised when its call into C returns."
+        )
     if thread is threading.main_thread():
         return "It is blocked in a call that the wake signal does not end, or the signal is turned off."
     if _wake._SIGNAL_WORKERS and _wake.wake_signal() is not None:

@@ -67,15 +67,18 @@ _unblockers: dict[int, list[_Unblocker]] = {}
 
 _wake_signal: int | None = None  # the signal our handler is installed on, if any
 _chained: object = None  # the handler that was installed before ours
-# Before 3.15 the armed exception is raised as our handler starts, so its body
-# only runs for others' signals. On 3.15+ (gh-144748) an interrupted wait raises
-# it before the handler runs, and the handler then runs with nothing armed: count
-# the signals we send, so that those are not passed on to the chained handler.
-_COUNT_OWN_SIGNALS = sys.version_info >= (3, 15)
+# Receipts whose wake signal no run of our handler has used up yet. A request
+# armed when the handler starts is raised at its first instruction, so its body
+# never runs for it; the body runs for a signal of ours only when the request was
+# raised elsewhere first, or withdrawn (a cancel, a deadline's block left), or on
+# 3.15+ (gh-144748: the interrupted wait raises it before handlers run). Those
+# runs are ours, not the chained handler's. Pending signals merge into one run,
+# so a request raised as the handler started used up every signal sent before it.
+_signalled: list[Receipt] = []
 # 3.15+ also let a signal end a worker's system call with its pending exception.
 # The handler is installed without SA_RESTART (signal.signal never sets it).
 _SIGNAL_WORKERS = sys.version_info >= (3, 15)
-_own_signals = 0
+_THREADS: dict[int, threading.Thread] = threading._active  # type: ignore[attr-defined] # threading's ident -> Thread
 
 
 class _Unblocker:
@@ -227,16 +230,16 @@ def _signal_thread(receipt: Receipt) -> bool:
     """Send the wake signal to the target: the main thread on any version, a
     worker on 3.15+ (where a system call interrupted by a signal raises the
     pending exception in the thread it ran in, gh-144748)."""
-    global _own_signals
     main = receipt.ident == threading.main_thread().ident
     if (
         (main or _SIGNAL_WORKERS)
         and _wake_signal is not None
         and is_armed(receipt)
         and signal.getsignal(_wake_signal) is _on_wake_signal
+        and not _blocks_signal(receipt.ident, _wake_signal)
     ):
-        if _COUNT_OWN_SIGNALS:
-            _own_signals += 1
+        _drop_used_up()
+        _signalled.append(receipt)
         signal.pthread_kill(receipt.ident, _wake_signal)
         name = signal.Signals(_wake_signal).name
         receipt.wake = (
@@ -249,12 +252,34 @@ def _signal_thread(receipt: Receipt) -> bool:
     return False
 
 
+def _blocks_signal(ident: int, signum: int) -> bool:
+    """Whether thread ``ident`` blocks ``signum`` (``signal.pthread_sigmask``), where
+    the mask can be read: Linux shows every thread's in /proc. Elsewhere False."""
+    thread = _THREADS.get(ident)
+    native_id = getattr(thread, "native_id", None)
+    if native_id is None:
+        return False
+    try:
+        with open(f"/proc/self/task/{native_id}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("SigBlk:"):
+                    return bool(int(line.split()[1], 16) >> (signum - 1) & 1)
+    except (OSError, ValueError):
+        pass
+    return False
+
+
 _NOT_WOKEN_TAIL = "; if it is blocked in C (time.sleep, Lock.acquire, I/O), it raises only when that call returns"
 
 
 def _not_woken(ident: int, frame: FrameType | None) -> str:
     """Why nothing was done, and where the target stands."""
-    if ident == threading.main_thread().ident:
+    main = ident == threading.main_thread().ident
+    signum = wake_signal()
+    if signum is not None and (main or _SIGNAL_WORKERS) and _blocks_signal(ident, signum):
+        name = signal.Signals(signum).name
+        why = f"not woken: the thread blocks {name}, the wake signal, with signal.pthread_sigmask"
+    elif main:
         why = "not woken: no wake signal is installed for the main thread"
     else:
         why = "not woken: no wait hardstop can end was found in this worker thread"
@@ -265,12 +290,31 @@ def _not_woken(ident: int, frame: FrameType | None) -> str:
 
 
 def _on_wake_signal(signum: int, frame: FrameType | None) -> None:
-    global _own_signals
-    if _own_signals:
-        _own_signals -= 1
+    _drop_used_up()
+    if _signalled:
+        _signalled.clear()  # this run is the one our signals caused
         return
     if callable(_chained):
         _chained(signum, frame)
+
+
+def _drop_used_up() -> None:
+    """Forget the signals used up by a request raised as the handler started."""
+    for index in range(len(_signalled) - 1, -1, -1):
+        if _raised_by_handler(_signalled[index]):
+            del _signalled[: index + 1]
+            return
+
+
+def _raised_by_handler(receipt: Receipt) -> bool:
+    if receipt.status != "delivered":
+        return False
+    traceback = receipt.exception.__traceback__
+    if traceback is None:
+        return False
+    while traceback.tb_next is not None:
+        traceback = traceback.tb_next
+    return traceback.tb_frame.f_code is _on_wake_signal.__code__
 
 
 _UNCATCHABLE = {getattr(signal, name) for name in ("SIGKILL", "SIGSTOP") if hasattr(signal, name)}
