@@ -48,22 +48,23 @@ Requests armed later by the pump (queued behind another) are woken the same way.
 from __future__ import annotations
 
 import _thread
+import os
 import signal
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from types import FrameType, TracebackType
 from typing import Any
 
 from hardstop import _own_threads
 from hardstop._errors import non_negative_seconds
-from hardstop._hardstop import Receipt, current_frame, in_protected_code, is_armed
+from hardstop._hardstop import Receipt, current_frame, in_protected_code, is_armed, shield
 
 _LOCK_PATIENCE = 0.05  # seconds the interrupter waits for a busy condition lock
 _CONDITION_WAIT = threading.Condition.wait.__code__
 
-_unblockers: dict[int, list[_Unblocker]] = {}
 
 _wake_signal: int | None = None  # the signal our handler is installed on, if any
 _chained: object = None  # the handler that was installed before ours
@@ -82,16 +83,58 @@ _THREADS: dict[int, threading.Thread] = threading._active  # type: ignore[attr-d
 
 
 class _Unblocker:
-    __slots__ = ("active", "callback", "lock")
+    __slots__ = ("active", "callback", "frame", "lock", "offset")
 
     def __init__(self, callback: Callable[[], object]) -> None:
         self.callback = callback
         self.lock = threading.Lock()
         self.active = True
+        self.frame: FrameType | None = None  # of the with statement, while its block is open
+        self.offset = -1  # and the instruction there that entered it
+
+
+class _Stack:
+    """One thread's open ``unblocking`` blocks, innermost last. It lives in a
+    ``threading.local``, so it goes with its thread, never to the next thread
+    that CPython gives the same ident."""
+
+    __slots__ = ("__weakref__", "entries")
+
+    def __init__(self) -> None:
+        self.entries: list[_Unblocker] = []
+
+
+_local = threading.local()
+_stacks: weakref.WeakValueDictionary[int, _Stack] = weakref.WeakValueDictionary()  # ident -> that thread's
+
+
+def _own_stack() -> _Stack:
+    stack: _Stack | None = getattr(_local, "stack", None)
+    if stack is None:
+        stack = _local.stack = _Stack()
+        _stacks[threading.get_ident()] = stack
+    return stack
+
+
+def _on_stack(frame: FrameType | None) -> set[int]:
+    """The ids of ``frame`` and its callers."""
+    ids = set()
+    while frame is not None:
+        ids.add(id(frame))
+        frame = frame.f_back
+    return ids
 
 
 class unblocking:
-    """``with hardstop.unblocking(callback):`` how an interrupt can end this thread's wait."""
+    """``with hardstop.unblocking(callback):`` how an interrupt can end this thread's wait.
+
+    An interrupt that lands while the block is being entered or left must not
+    leave the entry behind (later interrupts would call its callback instead of
+    waking the wait they find): both run inside a shield, and an entry whose
+    block was left without ``__exit__`` (an exception at its very first
+    instruction) is ignored once its frame is gone, and dropped when the same
+    ``with`` statement is entered again.
+    """
 
     def __init__(self, callback: Callable[[], object]) -> None:
         if not callable(callback):
@@ -99,26 +142,69 @@ class unblocking:
         self._entry = _Unblocker(callback)
 
     def __enter__(self) -> None:
-        _unblockers.setdefault(threading.get_ident(), []).append(self._entry)
+        entry = self._entry
+        try:
+            with shield():
+                stack = _own_stack()
+                if stack.entries:
+                    _drop_stale(stack, sys._getframe(1))
+                entry.frame = sys._getframe(1)
+                entry.offset = entry.frame.f_lasti
+                stack.entries.append(entry)
+        except BaseException:
+            # A request held back meanwhile was raised as the shield ended: the block is not entered.
+            _remove(entry)
+            raise
 
     def __exit__(
         self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
     ) -> None:
-        ident = threading.get_ident()
-        stack = _unblockers[ident]
-        stack.remove(self._entry)  # first: no interrupter can find it from here on
-        if not stack:
-            del _unblockers[ident]
-        with self._entry.lock:  # and one that already found it has finished with it
-            self._entry.active = False
+        with shield():
+            _remove(self._entry)  # first: no interrupter can find it from here on
+
+    def __repr__(self) -> str:
+        return f"hardstop.unblocking({self._entry.callback!r})"
+
+
+def _remove(entry: _Unblocker) -> None:
+    stack = _own_stack()
+    if entry in stack.entries:
+        stack.entries.remove(entry)
+    with entry.lock:  # and one that already found it has finished with it
+        entry.active = False
+        entry.frame = None
+
+
+def _drop_stale(stack: _Stack, caller: FrameType) -> None:
+    """Drop the entries of blocks left without ``__exit__``: the same ``with``
+    statement entered again, or a frame no longer running."""
+    running = _on_stack(caller)
+    for entry in list(stack.entries):
+        frame = entry.frame
+        if frame is None or id(frame) not in running or (frame is caller and entry.offset == caller.f_lasti):
+            stack.entries.remove(entry)
+            entry.active = False
+            entry.frame = None
+
+
+def _innermost_unblocker(ident: int) -> _Unblocker | None:
+    """The target's innermost open ``unblocking`` block, if any: one whose frame
+    is on its stack now."""
+    stack = _stacks.get(ident)
+    if stack is None or not stack.entries:
+        return None
+    running = _on_stack(current_frame(ident))
+    for entry in reversed(stack.entries):
+        if entry.active and id(entry.frame) in running:
+            return entry
+    return None
 
 
 def _call_unblocker(receipt: Receipt) -> bool:
     """Call the target's innermost unblocker if ``receipt`` is armed; True if called."""
-    stack = _unblockers.get(receipt.ident)
-    if not stack:
+    entry = _innermost_unblocker(receipt.ident)
+    if entry is None:
         return False
-    entry = stack[-1]
     with entry.lock:
         if not entry.active or not is_armed(receipt):
             return False
@@ -370,7 +456,7 @@ def _install_default() -> None:
 def arm_and_wake(ident: int, arm: Callable[[], Receipt]) -> Receipt:
     """Arm with ``arm()`` and end the target's wait, holding a condition's lock
     across both when the target waits on one."""
-    if ident in _unblockers:
+    if _innermost_unblocker(ident) is not None:
         receipt = arm()
         if is_armed(receipt):
             wake_armed(receipt)
@@ -411,6 +497,21 @@ def _note_queued(receipt: Receipt) -> None:
         )
     elif receipt.status == "pending":
         receipt.wake = "not yet: queued behind an earlier request, and woken when it is armed"
+
+
+def _after_fork_in_child() -> None:
+    """Only the forking thread survives: forget the others' blocks and signals,
+    and renew the locks of its own (an interrupter may have held one)."""
+    mine = _stacks.get(threading.get_ident())
+    _stacks.clear()
+    if mine is not None:
+        _stacks[threading.get_ident()] = mine
+        for entry in mine.entries:
+            entry.lock = threading.Lock()
+    _signalled.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def sleep(seconds: float) -> None:
