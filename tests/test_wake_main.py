@@ -245,6 +245,57 @@ def test_a_main_thread_that_blocks_the_wake_signal_is_not_claimed_woken() -> Non
     ), wake
 
 
+def test_a_join_ended_by_hardstop_leaves_the_joined_thread_alive_and_waited_for() -> None:
+    # 3.10-3.12: threading's join released the running thread's own lock when an
+    # exception ended the wait, so it read as stopped and was not waited for at exit.
+    script = textwrap.dedent("""
+        import sys, threading, time, hardstop
+        release = threading.Event()
+        def work():
+            try:
+                release.wait(1.0)
+            finally:
+                print("the worker's finally ran", flush=True)
+        worker = threading.Thread(target=work)
+        worker.start()
+        def join_within_deadline():
+            try:
+                with hardstop.deadline(0.1):
+                    worker.join()
+            except hardstop.DeadlineExceeded:
+                print("join ended by the deadline")
+        waiting = "_wait_for_tstate_lock" if sys.version_info < (3, 13) else "join"
+        def interrupt_once_joining(main):
+            end = time.monotonic() + 10
+            while sys._current_frames()[main.ident].f_code.co_name != waiting and time.monotonic() < end:
+                time.sleep(0.001)
+            hardstop.interrupt(main)
+        def join_until_interrupted():
+            main = threading.main_thread()
+            threading.Thread(target=interrupt_once_joining, args=(main,), daemon=True).start()
+            try:
+                worker.join()
+            except hardstop.Interrupted:
+                print("join ended by an interrupt")
+        for end_the_join in (join_within_deadline, join_until_interrupted):
+            end_the_join()
+            print("alive:", worker.is_alive())
+            worker.join(0.05)
+            print("alive after a second join:", worker.is_alive())
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "join ended by the deadline",
+        "alive: True",
+        "alive after a second join: True",
+        "join ended by an interrupt",
+        "alive: True",
+        "alive after a second join: True",
+        "the worker's finally ran",
+    ]
+
+
 def test_a_bad_signal_number_is_refused_and_changes_nothing() -> None:
     with pytest.raises(ValueError, match=re.escape("set_wake_signal() takes a signal that can be caught, not 100000.")):
         hardstop.set_wake_signal(100000)

@@ -58,7 +58,7 @@ from collections.abc import Callable
 from types import FrameType, TracebackType
 from typing import Any
 
-from hardstop import _own_threads
+from hardstop import _join, _own_threads  # noqa: F401 - _join mends Thread.join on import
 from hardstop._errors import non_negative_seconds
 from hardstop._hardstop import Receipt, current_frame, in_protected_code, is_armed, shield
 
