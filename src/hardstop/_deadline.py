@@ -83,7 +83,19 @@ def _watch() -> None:
 
 
 def _start_watchdog() -> None:
-    _own_threads.start(_watch, "hardstop-watchdog", "watchdog, which fires every deadline of the process")
+    try:
+        _own_threads.start(_watch, "hardstop-watchdog", "watchdog, which fires every deadline of the process")
+    except RuntimeError as error:
+        if not getattr(threading, "_SHUTTING_DOWN", False):
+            raise
+        # 3.12 starts no thread once shutdown has begun, atexit handlers included.
+        version = f"{sys.version_info.major}.{sys.version_info.minor}"
+        raise RuntimeError(
+            "hardstop cannot enforce this deadline: it is the first of the process, and the watchdog thread that "
+            f"fires deadlines cannot start, because CPython {version} starts no new thread once the interpreter "
+            "has begun to shut down (atexit handlers run then). Enter a deadline before exit to start the "
+            "watchdog early (it then serves deadlines entered at exit too)."
+        ) from error
 
 
 def _after_fork_in_child() -> None:
