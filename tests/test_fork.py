@@ -312,7 +312,7 @@ def test_a_new_thread_in_the_child_is_never_woken_through_a_parent_threads_unblo
     def child() -> list[str]:
         items: queue.Queue[int] = queue.Queue()
         lines = []
-        for _ in range(5):
+        for _ in range(20):
             waiting = threading.Event()
             target = Target(lambda: (waiting.set(), items.get(timeout=3 * WAIT)))  # noqa: B023 - used at once
             with target:
@@ -321,14 +321,17 @@ def test_a_new_thread_in_the_child_is_never_woken_through_a_parent_threads_unblo
                 lines.append(f"woken: {receipt.wait(WAIT)} ({receipt.wake})")
             if target.thread.ident == asleep.thread.ident:
                 return [*lines, "reused the sleeper's ident"]
+            wait_until(lambda: not os.path.exists(f"/proc/self/task/{target.thread.native_id}"))  # noqa: B023
         return lines
 
     with Target(sleeper) as asleep:
         wait_until(lambda: getattr(_hardstop.current_frame(asleep.thread.ident), "f_code", None) is SLEEP)
         lines = in_child(child)
         assert hardstop.interrupt(asleep.thread).wait(WAIT)
-    assert lines[-1] == "reused the sleeper's ident", lines
-    assert all(line.startswith("woken: True (Condition.wait") for line in lines[:-1]), lines
+    woken = [line for line in lines if line.startswith("woken: ")]
+    assert woken and all(line.startswith("woken: True (Condition.wait") for line in woken), lines
+    if lines[-1] != "reused the sleeper's ident":
+        pytest.skip(f"no thread of the child got the parent's idents here (Python {sys.version_info[:2]}, its libc)")
 
 
 SLEEP = hardstop.sleep.__code__

@@ -250,10 +250,11 @@ def test_a_join_ended_by_hardstop_leaves_the_joined_thread_alive_and_waited_for(
     # exception ended the wait, so it read as stopped and was not waited for at exit.
     script = textwrap.dedent("""
         import sys, threading, time, hardstop
-        release = threading.Event()
+        phases_done = threading.Event()
         def work():
             try:
-                release.wait(1.0)
+                phases_done.wait(60)
+                time.sleep(0.2)  # the interpreter is exiting by now: it must wait for this thread
             finally:
                 print("the worker's finally ran", flush=True)
         worker = threading.Thread(target=work)
@@ -282,6 +283,7 @@ def test_a_join_ended_by_hardstop_leaves_the_joined_thread_alive_and_waited_for(
             print("alive:", worker.is_alive())
             worker.join(0.05)
             print("alive after a second join:", worker.is_alive())
+        phases_done.set()
     """)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
