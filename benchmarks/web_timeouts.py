@@ -52,7 +52,20 @@ def get(port: int, path: str) -> tuple[int, float]:
 
 def start_gunicorn(worker: str) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
-    args = ["-m", "gunicorn", "-k", worker, "--threads", "8", "-t", "1", "-b", f"127.0.0.1:{port}"]
+    args = [
+        "-m",
+        "gunicorn",
+        "-k",
+        worker,
+        "--threads",
+        "8",
+        "-t",
+        "1",
+        "--graceful-timeout",
+        "2",
+        "-b",
+        f"127.0.0.1:{port}",
+    ]
     process = subprocess.Popen(
         [sys.executable, *args, "--no-control-socket", "wsgi_app:app"],
         cwd=APPS,
@@ -118,7 +131,7 @@ def main() -> None:
         try:
             results = drive(port, options.requests, options.slow_share, options.clients, seed=20)
         finally:
-            process.send_signal(signal.SIGQUIT)
+            process.send_signal(signal.SIGTERM)
             process.wait(30)
         statuses = sorted(set(results["statuses"]))
         ms = {key: [value * 1000 for value in values] for key, values in results.items() if key != "statuses"}

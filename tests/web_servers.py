@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -91,13 +92,30 @@ class Server:
                 self.process.kill()
                 self.process.wait(WAIT)
         self._log.close()
+        for pid in self.worker_pids:  # a worker its master left behind, stopped by its own pid
+            if self._is_ours(pid):
+                os.kill(pid, signal.SIGKILL)
+
+    def _is_ours(self, pid: int) -> bool:
+        """Still this server's worker (forked from it, so with its command line), not a reused pid."""
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return False  # gone (or no /proc: not Linux)
+        return f"127.0.0.1:{self.port}".encode() in command
+
+    @property
+    def worker_pids(self) -> list[int]:
+        """gunicorn's worker processes, from its log."""
+        return [int(pid) for pid in re.findall(r"Booting worker with pid: (\d+)", self.log())]
 
 
 def gunicorn(tmp_path: Path, *options: str, app: str = "wsgi_app:app") -> Server:
     port = free_port()
-    args = ["-m", "gunicorn", "-b", f"127.0.0.1:{port}", "--no-control-socket", "--access-logfile", "-", *options]
-    # SIGQUIT: gunicorn's quick shutdown (SIGTERM would wait for a spinning stock request)
-    return Server([*args, app], port, tmp_path / "gunicorn.log", signal.SIGQUIT)
+    # Stopped with SIGTERM: the arbiter waits --graceful-timeout for its workers, then
+    # kills them (a worker told SIGQUIT, the quick way, hung in its exit now and then).
+    args = ["-m", "gunicorn", "-b", f"127.0.0.1:{port}", "--no-control-socket", "--graceful-timeout", "2"]
+    return Server([*args, "--access-logfile", "-", *options, app], port, tmp_path / "gunicorn.log")
 
 
 def waitress(tmp_path: Path, *options: str, app: str = "wsgi_app:limited") -> Server:

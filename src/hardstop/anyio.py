@@ -69,15 +69,33 @@ async def run_sync(
     future: Future[T] = Future()
     task = _Task(future, func, args, {}, math.inf)
     future._task = task
+    # Whether the thread got to func, settled under a lock against the cancellation:
+    # a thread still on its way must not start func, one inside is waited for.
+    handshake = threading.Lock()
+    entered = cancelled = False
     left = threading.Event()
-    task.on_exit = left.set
+
+    def run_in_thread() -> None:
+        nonlocal entered
+        with handshake:
+            if cancelled:
+                return
+            entered = True
+        try:
+            task.run()
+        finally:
+            left.set()
+
     unlimited = anyio.CapacityLimiter(math.inf)  # the caller's limiter is held below, until the thread left func
     async with limiter or anyio.to_thread.current_default_thread_limiter():
         try:
-            await _anyio_run_sync(task.run, abandon_on_cancel=True, limiter=unlimited)
+            await _anyio_run_sync(run_in_thread, abandon_on_cancel=True, limiter=unlimited)
         except anyio.get_cancelled_exc_class():
-            future.cancel()  # a task not started never runs; a running one is stopped
-            if task.started:
+            with handshake:
+                cancelled = True
+                must_wait = entered
+            future.cancel()  # stops func if it runs
+            if must_wait:
                 with anyio.CancelScope(shield=True):
                     await _anyio_run_sync(left.wait, STOP_TIMEOUT, limiter=unlimited)
                 if not left.is_set():
