@@ -41,6 +41,28 @@ def test_cancel_stops_a_running_task_and_the_worker_takes_the_next() -> None:
         # the same (only) worker runs the next task
         assert pool.submit(threading.get_ident).result(WAIT) > 0
     assert len(stopped) == 1
+    assert type(stopped[0]) is hardstop.Expired  # public and documented, catchable by name in the task
+    assert stopped[0].scope is not None
+
+
+def test_a_cancelled_task_can_clean_up_by_catching_the_public_type() -> None:
+    started = threading.Event()
+    cleaned: list[str] = []
+
+    def task() -> None:
+        started.set()
+        try:
+            threading.Event().wait(3 * WAIT)
+        except hardstop.Expired:
+            cleaned.append("cleaned up")
+            raise
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        future = pool.submit(task)
+        assert started.wait(WAIT)
+        assert future.cancel()
+        assert pool.submit(lambda: "next").result(WAIT) == "next"
+    assert cleaned == ["cleaned up"]
 
 
 def test_a_task_in_an_event_wait_is_woken_by_cancel() -> None:
