@@ -324,7 +324,6 @@ def test_no_interrupt_leaks_into_the_next_task_under_random_cancels() -> None:
             assert future.cancelled() == (n in said_cancelled)
             if not future.cancelled():
                 assert future.result() == n  # nothing of a cancelled task landed here
-        assert not [n for n, future in enumerate(futures) if future._task._lock.locked()]  # no lock left held
         assert pool.submit(lambda: "still serving").result(WAIT) == "still serving"
         alive = sum(thread.is_alive() for thread in pool._threads)
     print(f"{len(said_cancelled)} running tasks cancelled of {len(futures)}; {alive} workers alive")

@@ -39,7 +39,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from hardstop._deadline import deadline
 from hardstop._errors import DeadlineExceeded, non_negative_seconds
-from hardstop._hardstop import Deadline, current_frame, shield
+from hardstop._hardstop import Deadline, current_frame
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -88,7 +88,6 @@ class _Task:
     """
 
     __slots__ = (
-        "_lock",
         "_scope",
         "_stop_requested",
         "args",
@@ -117,7 +116,6 @@ class _Task:
         self.context = context  # to_thread's copy of the caller's context variables
         self.timeout = timeout
         self.thread: threading.Thread | None = None
-        self._lock = threading.Lock()
         self._scope: Deadline | None = None
         self._stop_requested = False
         self.on_exit: Callable[[], object] | None = None  # called in the worker once fn is left
@@ -126,25 +124,16 @@ class _Task:
 
     def run(self, _worker_context: object = None) -> None:
         try:
-            if self.future.set_running_or_notify_cancel():
-                self._run()
-        finally:
-            if self.unregister is not None:
-                self.unregister(self)
-
-    def _run(self) -> None:
-        self.started = True
-        try:
             with deadline(self.timeout) as scope:
                 if self.timeout != math.inf:  # named in its DeadlineExceeded; stop() names the others
                     scope.label = self.label()
-                # Shielded: an expiry landing between the lock's acquire and the body
-                # (3.14's `with lock:`) would leave it held and hang the finally below.
-                with shield(), self._lock:
-                    self._scope, self.thread = scope, threading.current_thread()
-                    stop_now = self._stop_requested
-                if stop_now:
-                    scope.expire()
+                # Set before the future can read RUNNING: cancel() calls stop() only on a
+                # running future, after taking the future's lock that set it, so stop()
+                # always finds the scope (no lock of the task's own).
+                self._scope, self.thread = scope, threading.current_thread()
+                if not self.future.set_running_or_notify_cancel():
+                    return
+                self.started = True
                 if self.context is not None:
                     result = self.context.run(self.fn, *self.args, **self.kwargs)
                 else:
@@ -157,10 +146,11 @@ class _Task:
         else:
             self._finish(result=result)
         finally:
-            # No lock: expire() on a scope already left does nothing.
-            self._scope = self.thread = None
-            if self.on_exit is not None:
+            self.thread = None  # expire() on the scope now left does nothing
+            if self.started and self.on_exit is not None:
                 self.on_exit()
+            if self.unregister is not None:
+                self.unregister(self)
 
     def label(self) -> str:
         return f"the task {self.fn!r}"
@@ -177,9 +167,8 @@ class _Task:
             pass  # cancelled while it ran: the result is dropped
 
     def stop(self) -> None:
-        with self._lock:
-            self._stop_requested = True
-            scope = self._scope
+        self._stop_requested = True  # before the expiry: run() reads it when that lands
+        scope = self._scope
         if scope is not None:
             if scope.label is None:
                 scope.label = self.label()
@@ -197,12 +186,9 @@ class _Task:
     def where(self) -> str:
         thread = self.thread
         frame = current_frame(thread.ident or 0) if thread is not None else None
-        if frame is None or frame.f_code in _OWN_CODE:
+        if frame is None or frame.f_code is _Task.run.__code__:
             return self.call()  # not started or left, or inside a C function: no frame of the user's
         return f"{self.call()} at {frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}"
-
-
-_OWN_CODE = (_Task.run.__code__, _Task._run.__code__)
 
 
 _short = reprlib.Repr()
