@@ -94,12 +94,12 @@ class _Task:
         "context",
         "fn",
         "future",
+        "known_to",
         "kwargs",
         "on_exit",
         "started",
         "thread",
         "timeout",
-        "unregister",
     )
 
     def __init__(
@@ -119,7 +119,7 @@ class _Task:
         self._scope: Deadline | None = None
         self._stop_requested = False
         self.on_exit: Callable[[], object] | None = None  # called in the worker once fn is left
-        self.unregister: Callable[[_Task], object] | None = None  # the executor forgets it (never run, or left)
+        self.known_to: set[_Task] | None = None  # the executor's set of tasks: left once run() ends
         self.started = False
 
     def run(self, _worker_context: object = None) -> None:
@@ -149,8 +149,8 @@ class _Task:
             self.thread = None  # expire() on the scope now left does nothing
             if self.started and self.on_exit is not None:
                 self.on_exit()
-            if self.unregister is not None:
-                self.unregister(self)
+            if self.known_to is not None:
+                self.known_to.discard(self)
 
     def label(self) -> str:
         return f"the task {self.fn!r}"
@@ -234,7 +234,7 @@ class ThreadPoolExecutor(concurrent.futures.ThreadPoolExecutor):
             future: Future[T] = Future()
             task = _Task(future, fn, args, kwargs, timeout)
             future._task = task
-            task.unregister = self._tasks.discard
+            task.known_to = self._tasks
             self._tasks.add(task)
             self._work_queue.put(task)  # type: ignore[arg-type]  # a work item: run() and future
             self._adjust_thread_count()  # private, in every version 3.10-3.15
