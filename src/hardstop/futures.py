@@ -14,11 +14,11 @@ inside its own ``hardstop.deadline`` scope (infinite unless given a timeout):
   the workers at most ``stop_timeout`` seconds (a ``RuntimeWarning`` names every
   task still running then, cancelled earlier or not, by the call as submitted).
 
-The standard executor runs a wrapper (``_Task.run``) that drives the future the
-caller holds; its own future for the wrapper is internal, and passes on what
-only the standard executor knows (``BrokenThreadPool`` when an initializer
-failed). A task is known to the executor until it has left its worker, not
-only until its future is done: a cancelled task may still be running.
+The task (``_Task``) is the standard executor's work item: its workers run it,
+and its shutdown and broken-pool paths reach the caller's future through it, so
+a task costs one future and no done-callback, as in the standard executor. A
+task is known to the executor until it has left its worker (or the pool dropped
+it), not only until its future is done: a cancelled task may still be running.
 Done-callbacks run after the future's lock is released, as in the standard
 executor.
 """
@@ -26,7 +26,7 @@ executor.
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
+import concurrent.futures.thread as _stdlib_thread
 import contextvars
 import math
 import reprlib
@@ -34,12 +34,12 @@ import threading
 import time
 import warnings
 from collections.abc import Callable
-from concurrent.futures._base import CANCELLED_AND_NOTIFIED, PENDING, RUNNING
+from concurrent.futures._base import CANCELLED_AND_NOTIFIED, RUNNING
 from typing import Any, ParamSpec, TypeVar
 
 from hardstop._deadline import deadline
 from hardstop._errors import DeadlineExceeded, non_negative_seconds
-from hardstop._hardstop import Deadline, current_frame, shield
+from hardstop._hardstop import Deadline, current_frame
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -79,7 +79,28 @@ class Future(concurrent.futures.Future[T]):
 
 
 class _Task:
-    """Runs ``fn`` in a worker, inside a deadline scope another thread can expire."""
+    """Runs ``fn`` in a worker, inside a deadline scope another thread can expire.
+
+    It is also the executor's work item: the standard worker calls ``run()``
+    (``run(context)`` from 3.14), and its shutdown and broken-pool paths reach the
+    caller's future as ``future``, so no second future and no done-callback is
+    made per task.
+    """
+
+    __slots__ = (
+        "_scope",
+        "_stop_requested",
+        "args",
+        "context",
+        "fn",
+        "future",
+        "known_to",
+        "kwargs",
+        "on_exit",
+        "started",
+        "thread",
+        "timeout",
+    )
 
     def __init__(
         self,
@@ -95,26 +116,24 @@ class _Task:
         self.context = context  # to_thread's copy of the caller's context variables
         self.timeout = timeout
         self.thread: threading.Thread | None = None
-        self._lock = threading.Lock()
         self._scope: Deadline | None = None
         self._stop_requested = False
         self.on_exit: Callable[[], object] | None = None  # called in the worker once fn is left
+        self.known_to: set[_Task] | None = None  # the executor's set of tasks: left once run() ends
         self.started = False
 
-    def run(self) -> None:
-        if not self.future.set_running_or_notify_cancel():
-            return
-        self.started = True
+    def run(self, _worker_context: object = None) -> None:
         try:
             with deadline(self.timeout) as scope:
-                scope.label = f"the task {self.fn!r}"
-                # Shielded: an expiry landing between the lock's acquire and the body
-                # (3.14's `with lock:`) would leave it held and hang the finally below.
-                with shield(), self._lock:
-                    self._scope, self.thread = scope, threading.current_thread()
-                    stop_now = self._stop_requested
-                if stop_now:
-                    scope.expire()
+                if self.timeout != math.inf:  # named in its DeadlineExceeded; stop() names the others
+                    scope.label = self.label()
+                # Set before the future can read RUNNING: cancel() calls stop() only on a
+                # running future, after taking the future's lock that set it, so stop()
+                # always finds the scope (no lock of the task's own).
+                self._scope, self.thread = scope, threading.current_thread()
+                if not self.future.set_running_or_notify_cancel():
+                    return
+                self.started = True
                 if self.context is not None:
                     result = self.context.run(self.fn, *self.args, **self.kwargs)
                 else:
@@ -127,10 +146,14 @@ class _Task:
         else:
             self._finish(result=result)
         finally:
-            with self._lock:
-                self._scope = self.thread = None
-            if self.on_exit is not None:
+            self.thread = None  # expire() on the scope now left does nothing
+            if self.started and self.on_exit is not None:
                 self.on_exit()
+            if self.known_to is not None:
+                self.known_to.discard(self)
+
+    def label(self) -> str:
+        return f"the task {self.fn!r}"
 
     def _finish(self, result: Any = None, exception: BaseException | None = None) -> None:
         # Not under the future's lock: set_result() runs the done-callbacks after
@@ -144,10 +167,11 @@ class _Task:
             pass  # cancelled while it ran: the result is dropped
 
     def stop(self) -> None:
-        with self._lock:
-            self._stop_requested = True
-            scope = self._scope
+        self._stop_requested = True  # before the expiry: run() reads it when that lands
+        scope = self._scope
         if scope is not None:
+            if scope.label is None:
+                scope.label = self.label()
             scope.expire()
 
     def call(self) -> str:
@@ -182,8 +206,9 @@ class ThreadPoolExecutor(concurrent.futures.ThreadPoolExecutor):
         initargs: tuple[Any, ...] = (),
     ) -> None:
         super().__init__(max_workers, thread_name_prefix, initializer, initargs)
-        self._tasks: set[_Task] = set()  # submitted and not yet left their worker
-        self._tasks_lock = threading.Lock()
+        # Submitted and not yet left their worker (or dropped by the pool). A set's
+        # add() and discard() are atomic (with or without the GIL): no lock per task.
+        self._tasks: set[_Task] = set()
 
     def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
         return self._submit(fn, math.inf, args, kwargs)
@@ -197,33 +222,41 @@ class ThreadPoolExecutor(concurrent.futures.ThreadPoolExecutor):
         return self._submit(fn, timeout, args, kwargs)
 
     def _submit(self, fn: Callable[..., T], timeout: float, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Future[T]:
-        future: Future[T] = Future()
-        task = _Task(future, fn, args, kwargs, timeout)
-        future._task = task
-        with self._tasks_lock:
+        # The standard submit() with the task as its work item: the same checks, in
+        # the same order, with the same errors, under the same locks.
+        with self._shutdown_lock, _stdlib_thread._global_shutdown_lock:
+            if self._broken:
+                raise _stdlib_thread.BrokenThreadPool(self._broken)
+            if self._shutdown:
+                raise RuntimeError("cannot schedule new futures after shutdown")
+            if _stdlib_thread._shutdown:
+                raise RuntimeError("cannot schedule new futures after interpreter shutdown")
+            future: Future[T] = Future()
+            task = _Task(future, fn, args, kwargs, timeout)
+            future._task = task
+            task.known_to = self._tasks
             self._tasks.add(task)
-        try:
-            inner = super().submit(task.run)
-        except BaseException:  # BrokenThreadPool, or shut down: nothing was queued
-            self._forget(task)
-            raise
-        inner.add_done_callback(lambda inner: self._left(task, inner))
+            self._work_queue.put(task)  # type: ignore[arg-type]  # a work item: run() and future
+            self._adjust_thread_count()  # private, in every version 3.10-3.15
         return future
 
-    def _left(self, task: _Task, inner: concurrent.futures.Future[None]) -> None:
-        """The wrapper is done: it ran, or the pool dropped it (a failed initializer)."""
-        self._forget(task)
-        error = None if inner.cancelled() else inner.exception()
-        if error is not None:
-            with task.future._condition:
-                pending = task.future._state == PENDING
-            if pending:
-                with contextlib.suppress(concurrent.futures.InvalidStateError):
-                    task.future.set_exception(error)
+    def _initializer_failed(self) -> None:
+        """A worker's initializer failed: the standard method fails every queued
+        future with ``BrokenThreadPool``, but stops (``InvalidStateError``) at one
+        cancelled while queued: go on past it. The dropped tasks never run."""
+        while True:
+            try:
+                super()._initializer_failed()  # private, in every version 3.10-3.15
+                break
+            except concurrent.futures.InvalidStateError:
+                continue  # that item is off the queue already
+        self._forget_dropped()
 
-    def _forget(self, task: _Task) -> None:
-        with self._tasks_lock:
-            self._tasks.discard(task)
+    def _forget_dropped(self) -> None:
+        """Forget the tasks the pool dropped from its queue (they will never run)."""
+        for task in self._tasks.copy():
+            if not task.started and task.future.done():
+                self._tasks.discard(task)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False, stop_timeout: float = 5.0) -> None:
         """As the standard ``shutdown()``; with ``cancel_futures``, running tasks are
@@ -236,12 +269,12 @@ class ThreadPoolExecutor(concurrent.futures.ThreadPoolExecutor):
         if not cancel_futures:
             super().shutdown(wait=wait)
             return
-        with self._tasks_lock:
-            tasks = list(self._tasks)
+        tasks = self._tasks.copy()
         for task in tasks:
             task.future.cancel()
             task.stop()  # also one whose future was cancelled earlier without stopping it (its own cancel())
         super().shutdown(wait=False, cancel_futures=True)
+        self._forget_dropped()
         if not wait:
             return
         end = time.monotonic() + stop_timeout
