@@ -10,6 +10,7 @@ cdef bint _watchdog_running = False
 cdef object _expiry_carrier = None
 cdef object _start_watchdog = None
 cdef object _fire_now = None
+cdef object _chosen_exception = None   # raises= -> (instance, carrier), bound by hardstop._deadline
 
 
 _wakeup = allocate_lock()     # held; released to wake the watchdog early
@@ -41,7 +42,13 @@ cdef inline bint _live(tuple entry):
 
 
 cdef void _expiry_delivered(Deadline scope) except *:
-    """Its expiry was raised in the block; if the block goes on, fire again soon."""
+    """Its expiry was raised in the block; if the block goes on, fire again soon
+    (not an exception chosen with raises=: the block may catch that one)."""
+    if scope._raises is None:
+        _refire_soon(scope)
+
+
+cdef void _refire_soon(Deadline scope) except *:
     if scope._open and not scope._withdrawn and not scope._in_heap:
         _schedule(scope, _monotonic() + _REFIRE_AFTER)
 
@@ -84,7 +91,10 @@ def fire(Deadline scope):
         # @contextmanager that is exactly when the guarded body runs: fire.)
         scope._close(False)
         raise NotFired("abandoned")
-    receipt = _arm_request(None, scope._ident, _DeadlinePassed(scope), _expiry_carrier, scope._level, scope)
+    if scope._raises is not None:
+        receipt = _arm_request(None, scope._ident, scope._raises, scope._raises_carrier, scope._level, scope)
+    else:
+        receipt = _arm_request(None, scope._ident, _DeadlinePassed(scope), _expiry_carrier, scope._level, scope)
     scope._expired = True
     scope._receipts.append(receipt)
     return receipt
@@ -121,8 +131,9 @@ def release_watchdog():
     _watchdog_running = False
 
 
-def _bind_deadlines(carrier, start_watchdog, fire_now):
-    global _expiry_carrier, _start_watchdog, _fire_now
+def _bind_deadlines(carrier, start_watchdog, fire_now, chosen_exception):
+    global _expiry_carrier, _start_watchdog, _fire_now, _chosen_exception
     _expiry_carrier = carrier
+    _chosen_exception = chosen_exception
     _start_watchdog = start_watchdog
     _fire_now = fire_now

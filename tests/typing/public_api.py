@@ -3,6 +3,7 @@ hardstop used as a user would, with the types the calls must return."""
 
 from __future__ import annotations
 
+import sys
 import threading
 from typing import assert_type
 
@@ -32,6 +33,11 @@ def use_everything(worker: threading.Thread) -> None:
         assert_type(scope.where, str | None)
     with hardstop.deadline_at(scope.when + 1.0):
         pass
+    with hardstop.deadline(1.0, raises=TimeoutError("slow")), hardstop.deadline_at(1.0, raises=KeyError):
+        pass
+    chosen = hardstop.deadline(1.0, raises=ValueError)
+    assert_type(chosen.enter_for(sys._getframe()), hardstop.Deadline)
+    assert_type(chosen.__exit__(None, None, None), None)
     try:
         with hardstop.shield():
             hardstop.sleep(0.1)
