@@ -132,18 +132,17 @@ def test_stop_job_command_stops_the_running_job(connection, tmp_path):
 
 
 def test_a_timeout_never_lands_after_its_jobs_block(connection):
-    """Jobs that end well before their timeout and jobs that run well past it,
-    alternating: each fails or finishes on its own account."""
+    """Jobs that end about when their timeout passes (either outcome is right),
+    each followed by a short job, which must finish: a timeout that fired as its
+    job ended and landed after the block would fail rq's bookkeeping or that job."""
     rng = random.Random(19)
-    jobs = []
-    for i in range(8):
-        over = i % 2 == 1
-        seconds = rng.uniform(1.1, 1.3) if over else rng.uniform(0.95, 0.99)
-        jobs.append((enqueue(connection, "simple", "short_job", i, seconds, job_timeout=1), over))
-    for job, over in jobs:
-        if over:
-            assert final(job) == "failed"
-            assert "JobTimeoutException" in exception_text(job)
-        else:
-            assert final(job) == "finished"
-    assert_worker_free(connection, "simple")
+    pairs = []
+    for i in range(0, 12, 2):
+        boundary = enqueue(connection, "simple", "short_job", i, rng.uniform(0.97, 1.03), job_timeout=1)
+        short = enqueue(connection, "simple", "short_job", i + 1, rng.uniform(0.0, 0.01), job_timeout=1)
+        pairs.append((boundary, short, i))
+    for boundary, short, i in pairs:
+        status = final(boundary)
+        assert status == "finished" or (status == "failed" and "JobTimeoutException" in exception_text(boundary))
+        assert final(short) == "finished"
+        assert short.return_value() == i + 1
