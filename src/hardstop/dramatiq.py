@@ -70,7 +70,8 @@ class TimeLimit(_dramatiq_time_limit.TimeLimit):  # type: ignore[misc, unused-ig
 
     def before_process_message(self, broker: Any, message: Any) -> None:
         if is_gevent_active():
-            return super().before_process_message(broker, message)
+            super().before_process_message(broker, message)
+            return None
         actor = broker.get_actor(message.actor_name)
         limit = message.options.get("time_limit") or actor.options.get("time_limit", self.time_limit)
         seconds = limit / 1000 if limit is not None else math.inf
@@ -85,7 +86,8 @@ class TimeLimit(_dramatiq_time_limit.TimeLimit):  # type: ignore[misc, unused-ig
         self, broker: Any, message: Any, *, result: Any = None, exception: BaseException | None = None
     ) -> None:
         if is_gevent_active():
-            return super().after_process_message(broker, message, result=result, exception=exception)
+            super().after_process_message(broker, message, result=result, exception=exception)
+            return None
         scope: Deadline | None = getattr(self._scopes, "scope", None)
         if scope is None:
             return None
