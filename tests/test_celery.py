@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import random
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -286,6 +287,20 @@ def test_submit_and_revoke_cycles_on_four_threads(workers):
     assert "REVOKED" in outcomes
     assert thread_count("four") == 4
     assert "Traceback" not in workers["four"].text()
+
+
+def test_cold_shutdown_stops_the_running_task(redis_url, tmp_path, workers):
+    cold = Worker("cold", "custom", 1, redis_url, tmp_path)
+    try:
+        cold.wait_ready()
+        tasks.loop_task.apply_async((str(tmp_path),), queue="cold")
+        wait_for_file(tmp_path / "started")
+        cold.process.send_signal(signal.SIGQUIT)  # Celery's cold shutdown
+        assert cold.process.wait(WAIT) == 0, cold.text()  # a loop of 30 s would hold a warm one
+        assert "was stopped" not in cold.text()  # stopped at once, never reported stuck
+        assert not (tmp_path / "completed").exists()
+    finally:
+        cold.stop()
 
 
 # ---- the baseline: Celery's own threads pool

@@ -126,7 +126,9 @@ class _Job:
         self._done.wait(timeout)
 
     def terminate(self, signal: object = None) -> None:
-        self.stop(f"revoked with terminate=True (signal {signal})")
+        # Celery's Request.terminate() (a revoke with terminate=True) and Request.cancel()
+        # (a cold shutdown, a lost connection) both come here.
+        self.stop(f"terminated by the worker (signal {signal}): revoked with terminate=True, or a cold shutdown")
 
     def run(self) -> None:
         """Run the task in the calling pool thread, inside its stop and soft-limit scopes."""
