@@ -1,10 +1,11 @@
 """hardstop.celery on real Celery workers: ``celery worker`` processes started from
 their command line against a real Redis server, tasks submitted by a real client.
 
-Three workers: ``solo`` (hardstop's pool, one thread: a task that is not stopped
-keeps the follow-up task from running), ``four`` (hardstop's pool, four threads,
-global limits of 1 s soft and 2 s hard) and ``stock`` (Celery's own ``threads``
-pool, one thread: the baseline, which ignores limits and ``terminate``).
+Three workers: ``solo`` (hardstop's pool by ``-P custom``, one thread: a task
+that is not stopped keeps the follow-up task from running), ``four`` (hardstop's
+pool by the app's ``worker_pool`` setting, four threads, global limits of 1 s
+soft and 2 s hard) and ``stock`` (Celery's own ``threads`` pool, one thread: the
+baseline, which ignores limits and ``terminate``).
 """
 
 from __future__ import annotations
@@ -46,8 +47,10 @@ class Worker:
         self.queue = name
         self.log = folder / f"{name}.log"
         env = dict(os.environ, HARDSTOP_TEST_REDIS=redis_url, PYTHONPATH=str(APPS))
+        env.pop("CELERY_CUSTOM_WORKER_POOL", None)
         if pool == "custom":
             env["CELERY_CUSTOM_WORKER_POOL"] = "hardstop.celery:TaskPool"
+        pool_option = ["-P", pool] if pool != "setting" else []  # "setting": the app's worker_pool
         script = Path(sys.executable).parent / "celery"
         command = [str(script)] if script.exists() else [sys.executable, "-m", "celery"]
         self.process = subprocess.Popen(
@@ -56,8 +59,7 @@ class Worker:
                 "-A",
                 "hardstop_celery_app",
                 "worker",
-                "-P",
-                pool,
+                *pool_option,
                 "-c",
                 str(concurrency),
                 "-Q",
@@ -115,7 +117,7 @@ def workers(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     folder = tmp_path_factory.mktemp("celery")
     started = {
         "solo": Worker("solo", "custom", 1, redis_url, folder),
-        "four": Worker("four", "custom", 4, redis_url, folder, "--soft-time-limit", "1", "--time-limit", "2"),
+        "four": Worker("four", "setting", 4, redis_url, folder, "--soft-time-limit", "1", "--time-limit", "2"),
         "stock": Worker("stock", "threads", 1, redis_url, folder),
     }
     try:
@@ -280,13 +282,16 @@ def test_submit_and_revoke_cycles_on_four_threads(workers):
                 kept.append((result, i))
         for result, _ in batch:
             result.get(timeout=WAIT, propagate=False)
+    log = workers["four"].text()
     for result, i in kept:
-        assert (result.state, result.result) == ("SUCCESS", i)
+        assert (result.state, result.result) == ("SUCCESS", i), log[-5000:]
     outcomes = {final(result) for result, _ in revoked}
-    assert outcomes <= {"SUCCESS", "REVOKED"}, outcomes
+    assert outcomes <= {"SUCCESS", "REVOKED"}, (outcomes, log[-5000:])
     assert "REVOKED" in outcomes
-    assert thread_count("four") == 4
-    assert "Traceback" not in workers["four"].text()
+    assert thread_count("four") == 4, log[-5000:]
+    assert "Traceback" not in log, log[-5000:]
+    stats = tasks.app.control.inspect(destination=["four@hardstop-test"], timeout=WAIT).stats()
+    assert stats["four@hardstop-test"]["pool"]["implementation"] == "hardstop.celery:TaskPool"
 
 
 def test_cold_shutdown_stops_the_running_task(redis_url, tmp_path, workers):

@@ -143,6 +143,8 @@ class _Job:
                     with self._lock:
                         self._stop_scope = stop_scope
                         stop_now = self.stop_requested_at is not None
+                        if stop_now:  # stopped before it started: the stop takes from now
+                            self.stop_requested_at = time.monotonic()
                 if stop_now:
                     stop_scope.expire()
                 with deadline(self.soft, raises=SoftTimeLimitExceeded) as soft_scope:
@@ -363,9 +365,13 @@ class TaskPool(BasePool):  # type: ignore[misc, unused-ignore]
                 with self._lock:
                     self._jobs.pop(job.number, None)
 
-    def _start_thread(self) -> None:
+    def _start_thread(self, replacing: threading.Thread | None = None) -> None:
         thread = threading.Thread(target=self._work, name=f"hardstop-celery-{next(self._thread_numbers)}", daemon=True)
-        with self._lock:
+        with self._lock:  # one step: the pool never counts a thread short
+            if replacing is not None:
+                if replacing not in self._threads:
+                    return
+                self._threads.discard(replacing)
             self._threads.add(thread)
         thread.start()
 
@@ -384,12 +390,11 @@ class TaskPool(BasePool):  # type: ignore[misc, unused-ignore]
                     return  # reported stuck: another thread took its place
 
     def _replace(self, thread: threading.Thread) -> None:
-        with self._lock:
-            if thread not in self._threads:
-                return
-            self._threads.discard(thread)
-        if not self._closing.is_set():
-            self._start_thread()
+        if self._closing.is_set():
+            with self._lock:
+                self._threads.discard(thread)
+        else:
+            self._start_thread(replacing=thread)
 
     def _finished(self, job: _Job) -> None:
         with self._lock:

@@ -26,6 +26,7 @@ app.conf.update(
     broker_connection_retry_on_startup=True,
     worker_prefetch_multiplier=1,
     task_track_started=True,  # STARTED while it runs
+    worker_pool="hardstop.celery:TaskPool",  # for a worker started without -P
     hardstop_report_after=0.5,
 )
 
