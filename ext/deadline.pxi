@@ -28,9 +28,12 @@ cdef inline double _number(object value, str what) except? -1.0:
 def deadline(seconds, *, raises=None):
     """``with hardstop.deadline(seconds) as scope:`` raise in this block once
     ``seconds`` have passed; it leaves the block as ``hardstop.DeadlineExceeded``.
+    ``None``: no limit (``math.inf``).
 
     With ``raises`` (an exception class or instance), that exception is raised
     in the block instead, once (the block may catch it), and leaves it as itself."""
+    if seconds is None:
+        seconds = _INF
     cdef double span = _number(seconds, "hardstop.deadline()")
     cdef Deadline scope = Deadline.__new__(Deadline)
     if raises is not None:
@@ -54,21 +57,23 @@ cdef class Deadline:
     cdef readonly double when       # the time.monotonic() value it expires at
     cdef readonly object seconds    # as given to deadline(); None for deadline_at()
     cdef unsigned long _ident
-    cdef int _level
+    cdef long long _level   # its position among the thread's scopes
     cdef bint _entered
     cdef bint _open
     cdef bint _expired
     cdef bint _withdrawn
-    cdef bint _in_heap
     cdef bint _forced       # expire() was called
-    cdef Py_ssize_t _entry
-    cdef list _receipts
+    cdef Py_ssize_t _slot   # in the watchdog's heap; -1 when not scheduled
+    cdef list _receipts     # of its expiry, once fired
     cdef object _frame      # of the with statement, while the block is open
     cdef object _code       # and its code and line, for messages
     cdef public str label   # what it guards, named instead of where it was set (e.g. by hardstop.futures)
     cdef int _line
     cdef object _raises           # the exception chosen with raises=, or None for the private expiry
     cdef object _raises_carrier   # and its carrier class
+
+    def __cinit__(self):
+        self._slot = -1
 
     def __init__(self):
         raise TypeError("Deadline objects are made by hardstop.deadline() or hardstop.deadline_at().")
@@ -101,6 +106,18 @@ cdef class Deadline:
         cdef _ThreadScopes scopes
         if self._entered:
             raise RuntimeError(f"{self!r} was entered already: use one per with statement.")
+        if self.when <= _monotonic():
+            # Passed already: raised here, before the body. Armed, it would wait for the
+            # body's first check, and a body without one (C calls, no loop) would run to its end.
+            _raise_armed_now(ident)
+            self._entered = self._expired = True
+            self._ident = ident
+            if frame is not None:
+                self._line = PyFrame_GetLineNumber(<PyFrameObject *>frame)
+                self._code = frame.f_code
+            if self._raises is not None:
+                raise self._raises
+            raise DeadlineExceeded(self)
         if self.when < _INF and hardstop_is_finalizing():
             # The watchdog is a daemon thread, and daemon threads are stopped for good.
             raise RuntimeError(
@@ -124,9 +141,8 @@ cdef class Deadline:
         scopes = _own_scopes(ident)
         self._entered = self._open = True
         self._ident = ident
-        scopes.depth += 1
-        self._level = scopes.depth
-        self._receipts = []
+        scopes.entered += 1
+        self._level = scopes.entered
         if frame is not None:
             self._frame = frame
             self._line = PyFrame_GetLineNumber(<PyFrameObject *>frame)
@@ -143,26 +159,14 @@ cdef class Deadline:
             raise DeadlineExceeded(self) from value
         return False
 
-    cdef void _close(self, bint restore_depth=True) except *:
-        cdef _ThreadScopes scopes
+    cdef void _close(self) except *:
         self._open = False
-        self._unschedule()
-        for receipt in self._receipts:
+        _unschedule(self)
+        receipts, self._receipts = self._receipts, None
+        for receipt in receipts or ():
             if (<Receipt>receipt)._status is PENDING:
                 receipt.cancel()
-        self._receipts = None
         self._frame = None   # its locals may hold this scope: no cycle left behind
-        scopes = _scopes.get(self._ident)
-        if scopes is not None and restore_depth:
-            scopes.depth = self._level - 1
-
-    cdef void _unschedule(self):
-        global _stale
-        if self._in_heap:
-            self._in_heap = False
-            _stale += 1
-            if _stale > 1024 and _stale * 2 > len(_heap):
-                _compact()
 
     @property
     def ident(self):
@@ -209,8 +213,8 @@ cdef class Deadline:
         if not self._open or self._withdrawn:
             return False
         self._withdrawn = True
-        self._unschedule()
-        for receipt in self._receipts:
+        _unschedule(self)
+        for receipt in self._receipts or ():
             if (<Receipt>receipt)._status is PENDING and receipt.cancel():
                 pending = True
         return pending or not self._expired
@@ -226,9 +230,15 @@ cdef class Deadline:
             return False
         self.when = _monotonic()
         self._forced = True
-        self._unschedule()
+        _unschedule(self)
         _fire_now(self)   # in this thread: no wait for the watchdog to get the GIL
         return True
+
+    def __bool__(self):
+        raise TypeError(
+            "A hardstop.Deadline has no truth value: `if scope:` (stopit's idiom) cannot say whether it "
+            "fired; test `scope.expired`, or `scope is not None` for whether there is one."
+        )
 
     def __repr__(self):
         state = ("expired" if self._expired else "withdrawn" if self._withdrawn

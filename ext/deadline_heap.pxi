@@ -1,11 +1,23 @@
 # The watchdog's heap of open deadlines, and firing one: arming its expiry in its
 # thread, or again soon after (level-triggered) while the block still runs.
 
-from heapq import heappush as _heappush, heappop as _heappop, heapify as _heapify
+from cpython.mem cimport PyMem_Realloc
 
-cdef list _heap = []          # (when, entry number, Deadline): the watchdog's queue
-cdef Py_ssize_t _entries = 0  # numbers the entries, so that equal times never compare scopes
-cdef Py_ssize_t _stale = 0    # entries in _heap whose scope left or was withdrawn
+
+# An indexed binary min-heap in C. Each scheduled Deadline knows its slot
+# (``_slot``, -1 when it is not scheduled), so a block that is left removes its
+# entry at once, in O(log n): no stale entries, no sweeps, and no Python tuples
+# or floats for the garbage collector to walk (with 100,000 open deadlines those
+# made collections take 185 ms). The heap owns a reference to each scope in it.
+ctypedef struct _Entry:
+    double when
+    unsigned long long order   # scheduling order: equal times fire first-scheduled first
+    PyObject *scope
+
+cdef _Entry *_heap = NULL
+cdef Py_ssize_t _heap_size = 0
+cdef Py_ssize_t _heap_capacity = 0
+cdef unsigned long long _scheduled_count = 0
 cdef bint _watchdog_running = False
 cdef object _expiry_carrier = None
 cdef object _start_watchdog = None
@@ -17,28 +29,87 @@ _wakeup = allocate_lock()     # held; released to wake the watchdog early
 _wakeup.acquire()
 
 
-cdef void _schedule(Deadline scope, double when) except *:
-    global _entries
-    _entries += 1
-    scope._entry = _entries
-    scope._in_heap = True
-    entry = (when, _entries, scope)
-    _heappush(_heap, entry)
-    if _heap[0] is entry and _wakeup.locked():
+cdef inline bint _earlier(_Entry *a, _Entry *b) noexcept:
+    return a.when < b.when or (a.when == b.when and a.order < b.order)
+
+
+cdef inline void _place(Py_ssize_t slot, _Entry entry) noexcept:
+    _heap[slot] = entry
+    (<Deadline>entry.scope)._slot = slot
+
+
+cdef void _sift_up(Py_ssize_t slot) noexcept:
+    cdef _Entry entry = _heap[slot]
+    cdef Py_ssize_t parent
+    while slot > 0:
+        parent = (slot - 1) >> 1
+        if not _earlier(&entry, &_heap[parent]):
+            break
+        _place(slot, _heap[parent])
+        slot = parent
+    _place(slot, entry)
+
+
+cdef void _sift_down(Py_ssize_t slot) noexcept:
+    cdef _Entry entry = _heap[slot]
+    cdef Py_ssize_t child
+    while True:
+        child = 2 * slot + 1
+        if child >= _heap_size:
+            break
+        if child + 1 < _heap_size and _earlier(&_heap[child + 1], &_heap[child]):
+            child += 1
+        if not _earlier(&_heap[child], &entry):
+            break
+        _place(slot, _heap[child])
+        slot = child
+    _place(slot, entry)
+
+
+cdef int _schedule(Deadline scope, double when) except -1:
+    """Put ``scope`` in the heap to fire at ``when`` (it must not be in it)."""
+    global _heap, _heap_size, _heap_capacity, _scheduled_count
+    cdef Py_ssize_t capacity
+    cdef _Entry *grown
+    if _heap_size == _heap_capacity:
+        capacity = _heap_capacity * 2 if _heap_capacity else 64
+        grown = <_Entry *>PyMem_Realloc(_heap, capacity * sizeof(_Entry))
+        if grown == NULL:
+            raise MemoryError("hardstop could not grow its deadline heap.")
+        _heap, _heap_capacity = grown, capacity
+    _scheduled_count += 1
+    Py_INCREF(scope)
+    _heap[_heap_size].when = when
+    _heap[_heap_size].order = _scheduled_count
+    _heap[_heap_size].scope = <PyObject *>scope
+    _heap_size += 1
+    _sift_up(_heap_size - 1)
+    if scope._slot == 0 and _wakeup.locked():
         _wakeup.release()   # the watchdog sleeps until a later time: wake it
+    return 0
 
 
-cdef void _compact() except *:
-    """Drop the entries of scopes that left, so a loop of long deadlines stays O(live)."""
-    global _stale
-    _heap[:] = [entry for entry in _heap if _live(entry)]
-    _heapify(_heap)
-    _stale = 0
+cdef PyObject *_take(Py_ssize_t slot) noexcept:
+    """Remove the entry at ``slot``; return its scope, whose reference passes to the caller."""
+    global _heap_size
+    cdef PyObject *scope = _heap[slot].scope
+    (<Deadline>scope)._slot = -1
+    _heap_size -= 1
+    if slot < _heap_size:
+        _place(slot, _heap[_heap_size])
+        if slot > 0 and _earlier(&_heap[slot], &_heap[(slot - 1) >> 1]):
+            _sift_up(slot)
+        else:
+            _sift_down(slot)
+    return scope
 
 
-cdef inline bint _live(tuple entry):
-    cdef Deadline scope = entry[2]
-    return scope._in_heap and scope._entry == <Py_ssize_t>entry[1]
+cdef void _unschedule(Deadline scope) noexcept:
+    """Take ``scope`` out of the heap, if it is in it."""
+    if scope._slot >= 0:
+        # Dropped once the heap is whole again: the last reference going can run
+        # arbitrary code (finalizers of the frame's locals), even another deadline.
+        Py_DECREF(<object>_take(scope._slot))
 
 
 cdef void _expiry_delivered(Deadline scope) except *:
@@ -49,28 +120,43 @@ cdef void _expiry_delivered(Deadline scope) except *:
 
 
 cdef void _refire_soon(Deadline scope) except *:
-    if scope._open and not scope._withdrawn and not scope._in_heap:
+    if scope._open and not scope._withdrawn and scope._slot < 0:
         _schedule(scope, _monotonic() + _REFIRE_AFTER)
 
 
 def due_deadlines(double now):
-    """For the watchdog: pop the deadlines due by ``now``.
+    """For the watchdog: take the deadlines due by ``now`` out of the heap.
 
     Returns ``(scopes to fire, seconds until the next one or None)``.
     """
-    global _stale
     cdef Deadline scope
     due = []
-    while _heap and <double>(<tuple>_heap[0])[0] <= now:
-        entry = _heappop(_heap)
-        if not _live(entry):
-            _stale -= 1
-            continue
-        scope = entry[2]
-        scope._in_heap = False
+    while _heap_size and _heap[0].when <= now:
+        scope = <Deadline>_take(0)
+        Py_DECREF(scope)   # the heap's reference; ``scope`` holds its own
         if scope._open and not scope._withdrawn:
             due.append(scope)
-    return due, ((<tuple>_heap[0])[0] - now if _heap else None)
+    return due, (_heap[0].when - now if _heap_size else None)
+
+
+cdef void _keep_only_thread(unsigned long ident) except *:
+    """After fork: drop every scheduled deadline but those of thread ``ident``."""
+    global _heap_size
+    cdef Py_ssize_t slot, kept = 0
+    dropped = []
+    for slot in range(_heap_size):
+        if (<Deadline>_heap[slot].scope)._ident == ident:
+            _heap[kept] = _heap[slot]
+            kept += 1
+        else:
+            (<Deadline>_heap[slot].scope)._slot = -1
+            dropped.append(<object>_heap[slot].scope)
+            Py_DECREF(<object>_heap[slot].scope)   # ``dropped`` holds it until the heap is whole
+    _heap_size = kept
+    for slot in range(kept):
+        _place(slot, _heap[slot])
+    for slot in range(kept // 2 - 1, -1, -1):
+        _sift_down(slot)
 
 
 class NotFired(Exception):
@@ -89,13 +175,15 @@ def fire(Deadline scope):
         # 3.14+). The block is gone: never raise for it anywhere else.
         # (A generator's frame is off the stack while it is suspended, and in a
         # @contextmanager that is exactly when the guarded body runs: fire.)
-        scope._close(False)
+        scope._close()
         raise NotFired("abandoned")
     if scope._raises is not None:
         receipt = _arm_request(None, scope._ident, scope._raises, scope._raises_carrier, scope._level, scope)
     else:
         receipt = _arm_request(None, scope._ident, _DeadlinePassed(scope), _expiry_carrier, scope._level, scope)
     scope._expired = True
+    if scope._receipts is None:
+        scope._receipts = []
     scope._receipts.append(receipt)
     return receipt
 
@@ -111,7 +199,7 @@ cdef bint _on_stack(object frame, unsigned long ident) except -1:
 
 def retry_later(Deadline scope, double delay):
     """Fire ``scope`` again after ``delay`` seconds (its thread could not be armed)."""
-    if scope._open and not scope._withdrawn and not scope._in_heap:
+    if scope._open and not scope._withdrawn and scope._slot < 0:
         _schedule(scope, _monotonic() + delay)
 
 
@@ -119,7 +207,7 @@ def claim_watchdog(bint needed=False):
     """True if the caller must start the watchdog (deadlines wait, or the caller
     says one is ``needed``, and none runs)."""
     global _watchdog_running
-    if _watchdog_running or not (_heap or needed):
+    if _watchdog_running or not (_heap_size or needed):
         return False
     _watchdog_running = True
     return True

@@ -3,7 +3,7 @@
 def after_fork_in_child():
     """In a child process: nothing armed or queued in the parent is ever raised
     here; the deadlines of the thread that forked fire here from a new watchdog."""
-    global _pump_running, _watchdog_running, _stale, _wakeup
+    global _pump_running, _watchdog_running, _wakeup
     cdef unsigned long me = PyThread_get_thread_ident()
     cdef Receipt receipt
     armed = _armed.pop(me, None)
@@ -24,15 +24,12 @@ def after_fork_in_child():
         _finish(receipt, UNDELIVERED,
                 "the process forked before it was raised; a child never raises its parent's requests")
         if receipt._scope is not None and receipt.ident == me:
-            (<Deadline>receipt._scope)._in_heap = False
+            _unschedule(<Deadline>receipt._scope)   # scheduled again below, to fire at once
     own = _scopes.get(me)
     _scopes.clear()
     if own is not None:
         _scopes[me] = own
-    live = [entry for entry in _heap if _live(entry) and (<Deadline>entry[2])._ident == me]
-    _heap[:] = live
-    _heapify(_heap)
-    _stale = 0
+    _keep_only_thread(me)
     for receipt in pending:
         if receipt._scope is not None and receipt.ident == me:
             retry_later(receipt._scope, 0.0)   # fired in the parent: fire again here

@@ -36,7 +36,7 @@ cdef class Receipt:
     cdef str _status
     cdef object _done   # a lock held until the receipt is final; made by wait()
     cdef double _taken_at    # when the pump first saw it taken from the slot, undelivered
-    cdef int _level     # shields at positions >= this hold it back (0: every shield)
+    cdef long long _level   # shields at positions above this hold it back (0: every shield)
     cdef object _scope  # the Deadline whose expiry this is, or None
 
     def __init__(self):
@@ -209,7 +209,7 @@ def arm(object thread, unsigned long ident, object exc, object carrier):
 
 
 cdef Receipt _arm_request(object thread, unsigned long ident, object exc, object carrier,
-                          int level, object scope):
+                          long long level, object scope):
     cdef PyThreadState *ts
     cdef Receipt receipt
     if thread is not None:

@@ -1,17 +1,27 @@
 # Scopes: shields and deadlines.
 #
-# Each thread has a depth counter of the scopes it is in (shields and deadlines,
-# innermost last) and the position of its innermost shield. A request carries a
-# level: 0 for interrupt(), a deadline's own position for its expiry. A shield
-# holds a request back when it sits inside the request's scope (position > level):
+# Each thread numbers the scopes it enters (shields and deadlines), in order:
+# a scope's position is its number, and an inner scope always has a greater one
+# than the scopes around it. The thread keeps the positions of the shields it is
+# in. A request carries a level: 0 for interrupt(), a deadline's own position for
+# its expiry. A shield holds a request back when it sits inside the request's
+# scope (its position > level):
 # every shield holds interrupt() requests, and a deadline entered *inside* a
 # shield still fires there (trio's rule: the shield protects its body from the
 # outside, not from limits the body sets itself). Entering, leaving and firing
 # are each one step here, under the GIL, so no request lands half way.
+#
+# Numbers only grow, and each shield removes its own position when it is left,
+# so scopes left out of order (a generator holding one, closed elsewhere) leave
+# every other scope's position and protection as it was.
 
 cdef class _ThreadScopes:
-    cdef int depth        # shields and deadlines this thread is in
-    cdef int shield_top   # position of its innermost shield; 0 when it is in none
+    cdef long long entered   # scopes this thread has entered: the last one's position
+    cdef long long shield_top   # position of its innermost open shield; 0 when it is in none
+    cdef list shields        # positions of its open shields, in the order entered
+
+    def __cinit__(self):
+        self.shields = []
 
 
 cdef dict _scopes = {}    # ident -> _ThreadScopes
@@ -69,8 +79,7 @@ cdef class shield:
     left. Shields nest. A deadline entered inside a shield still fires inside it.
     """
     cdef unsigned long _ident
-    cdef int _position
-    cdef int _outer_top
+    cdef long long _position
     cdef bint _inside
 
     def __enter__(self):
@@ -81,10 +90,10 @@ cdef class shield:
         scopes = _own_scopes(ident)
         self._ident = ident
         self._inside = True
-        self._outer_top = scopes.shield_top
-        scopes.depth += 1
-        self._position = scopes.depth
-        scopes.shield_top = scopes.depth
+        scopes.entered += 1
+        self._position = scopes.entered
+        scopes.shields.append(self._position)
+        scopes.shield_top = self._position
         _hold_armed(ident)
         return self
 
@@ -95,8 +104,9 @@ cdef class shield:
         self._inside = False
         scopes = _scopes.get(self._ident)
         if scopes is not None:
-            scopes.depth = self._position - 1
-            scopes.shield_top = self._outer_top
+            if self._position in scopes.shields:   # not after a fork by another thread
+                scopes.shields.remove(self._position)
+            scopes.shield_top = scopes.shields[-1] if scopes.shields else 0
             _release_held(self._ident)
         return False
 

@@ -36,16 +36,27 @@ def installed(module: str) -> bool:
     return importlib.util.find_spec(module) is not None  # found, not imported: stopit warns on import
 
 
-@pytest.fixture(scope="module")
-def smoke(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    path = tmp_path_factory.mktemp("bench") / "bench.json"
-    command = [sys.executable, "-m", "hardstop", "bench", "--smoke", "--json", str(path)]
+def run_bench(*arguments: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "hardstop", "bench", *arguments]
     result = subprocess.run(command, capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Traceback" not in result.stderr and "Exception in thread" not in result.stderr, result.stderr
+    return result
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str]:
+    """Every method, one trial per cell: the results written and the text printed."""
+    path = tmp_path_factory.mktemp("bench") / "bench.json"
+    result = run_bench("--smoke", "--json", str(path))
     assert "Goals" in result.stdout
     data: dict[str, Any] = json.loads(Path(path).read_text())
-    return data
+    return data, result.stdout
+
+
+@pytest.fixture(scope="module")
+def smoke(smoke_run: tuple[dict[str, Any], str]) -> dict[str, Any]:
+    return smoke_run[0]
 
 
 def test_every_method_and_workload_cell_has_a_status(smoke: dict[str, Any]) -> None:
@@ -82,7 +93,7 @@ def test_costs_are_measured(smoke: dict[str, Any]) -> None:
 @pytest.mark.parametrize("peer", sorted(PEERS))
 def test_an_installed_peer_is_measured(smoke: dict[str, Any], peer: str) -> None:
     if not installed(PEERS[peer]):
-        pytest.skip(f"{peer} is not installed (pip install 'hardstop[bench]')")
+        pytest.skip(f"{peer} is not installed (pip install 'hardstop-threads[bench]')")
     statuses = {c["status"] for c in smoke["cells"] if c["method"] == peer and c["thread"] == "worker"}
     assert statuses <= MEASURED
 
@@ -95,17 +106,59 @@ def test_a_plot_without_matplotlib_says_what_to_install(tmp_path: Path) -> None:
         [sys.executable, "-c", code, "--plot", str(png)], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 2
-    assert "pip install 'hardstop[bench]'" in result.stderr
+    assert "pip install 'hardstop-threads[bench]'" in result.stderr
     assert "Traceback" not in result.stderr
     assert not png.exists()
 
 
 def test_the_plot_is_drawn(smoke: dict[str, Any], tmp_path: Path) -> None:
     if not installed("matplotlib"):
-        pytest.skip("matplotlib is not installed (pip install 'hardstop[bench]')")
+        pytest.skip("matplotlib is not installed (pip install 'hardstop-threads[bench]')")
     results, png = tmp_path / "bench.json", tmp_path / "bench.png"
     results.write_text(json.dumps(smoke))
     code = "import json, sys; from hardstop.bench import plot; plot.draw(json.load(open(sys.argv[1])), sys.argv[2])"
     result = subprocess.run([sys.executable, "-c", code, str(results), str(png)], capture_output=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert png.read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--trials", "-1"], "argument --trials: takes a whole number of trials, 1 or more, not '-1'"),
+        (["--trials", "0"], "argument --trials: takes a whole number of trials, 1 or more, not '0'"),
+        (["--trials", "2.5"], "argument --trials: takes a whole number of trials, 1 or more, not '2.5'"),
+        (["--bound", "0"], "argument --bound: takes a finite number of seconds more than 0, not '0'"),
+        (["--bound", "-1"], "argument --bound: takes a finite number of seconds more than 0, not '-1'"),
+        (["--bound", "nan"], "argument --bound: takes a finite number of seconds more than 0, not 'nan'"),
+        (["--bound", "inf"], "argument --bound: takes a finite number of seconds more than 0, not 'inf'"),
+        (["--bound", "soon"], "argument --bound: takes a finite number of seconds more than 0, not 'soon'"),
+        (["--methods", ""], "argument --methods: unknown methods [''] in ''; known: flag, "),
+        (["--methods", "flag,nope"], "argument --methods: unknown methods ['nope'] in 'flag,nope'; known: flag, "),
+    ],
+    ids=lambda value: " ".join(value) if isinstance(value, list) else None,
+)
+def test_a_bad_argument_is_a_usage_error_naming_it(arguments: list[str], message: str) -> None:
+    command = [sys.executable, "-m", "hardstop", "bench", *arguments]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"python -m hardstop bench: error: {message}" in result.stderr
+    assert result.stdout == ""  # refused before anything ran
+
+
+def test_only_the_methods_that_ran_are_in_the_tables() -> None:
+    printed = run_bench("--smoke", "--methods", "flag").stdout
+    tables = printed.split("\n\n", 1)[1]  # after the progress lines and the machine's header
+    assert "flag" in tables
+    assert "hardstop." not in tables
+    assert "Goals" not in tables
+    assert "NOT stopped" not in tables
+
+
+def test_the_trace_function_note_is_printed_only_where_it_applies(smoke_run: tuple[dict[str, Any], str]) -> None:
+    """An ended thread's trace function slows the others from CPython 3.12 on only."""
+    data, printed = smoke_run
+    settrace = next(method for method in data["methods"] if method["key"] == "settrace")
+    applies = sys.version_info >= (3, 12)
+    assert ("plain_after_pct" in settrace) == applies
+    assert ("a plain thread ran" in printed) == applies

@@ -27,7 +27,7 @@ from conftest import WAIT
 celery = pytest.importorskip(
     "celery",
     reason=f"Celery is not installed for CPython {sys.version_info.major}.{sys.version_info.minor} "
-    "(pip install 'hardstop[test]' installs it where it installs)",
+    "(pip install 'hardstop-threads[test]' installs it where it installs)",
 )
 
 APPS = Path(__file__).parent / "apps"

@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,7 @@ REPORT_AFTER = 0.5  # the plugin reports a task still running this long after it
 needs_dask = pytest.mark.skipif(
     distributed is None,
     reason=f"distributed is not installed for CPython {sys.version_info.major}.{sys.version_info.minor} "
-    "(pip install 'hardstop[test]' installs it)",
+    "(pip install 'hardstop-threads[test]' installs it)",
 )
 
 
@@ -208,7 +209,7 @@ def test_importing_without_dask_says_what_to_install() -> None:
     assert result.returncode == 1
     assert (
         "ImportError: hardstop.dask needs Dask's distributed scheduler, which is not installed: "
-        "install it with pip install 'hardstop[dask]'." in result.stderr
+        "install it with pip install 'hardstop-threads[dask]'." in result.stderr
     )
 
 
@@ -398,3 +399,72 @@ def test_deadline_exceeded_pickles_with_its_cause_where_tblib_keeps_causes() -> 
     assert str(copy) == str(caught.value)
     assert str(copy.__cause__) == str(caught.value.__cause__)
     assert type(copy.__cause__) is type(caught.value.__cause__)
+
+
+@needs_dask
+def test_a_time_limit_without_the_plugin_on_the_cluster_warns(client: Any) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with hardstop.dask.time_limit(5):  # the fixture's cluster has the plugin: no warning
+            pass
+    cluster = distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=False, scheduler_port=0, dashboard_address="127.0.0.1:0"
+    )
+    with cluster, distributed.Client(cluster) as bare:
+        message = (
+            f"hardstop.dask.time_limit(): the workers of {bare.scheduler.address} have no HardstopPlugin, so they "
+            "ignore the time limit. Register it first: client.register_plugin(hardstop.dask.HardstopPlugin())."
+        )
+        with pytest.warns(UserWarning) as caught:
+            with hardstop.dask.time_limit(5):
+                pass
+        assert [str(warning.message) for warning in caught] == [message]
+        assert caught[0].filename == __file__  # the user's line, not hardstop's
+        bare.register_plugin(HardstopPlugin())
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with hardstop.dask.time_limit(5):
+                pass
+
+
+SILENCE_LOGS_SCRIPT = """
+import threading, time
+import distributed
+import hardstop.dask
+
+def blocked():
+    lock = threading.Lock()
+    lock.acquire()
+    lock.acquire(timeout=1.0)  # nothing can wake this in a worker thread
+
+def main():
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address="127.0.0.1:0") as cluster:
+        with distributed.Client(cluster) as client:
+            client.register_plugin(hardstop.dask.HardstopPlugin(report_after=0.2))
+            future = client.submit(blocked, pure=False)
+            time.sleep(0.3)
+            future.cancel()
+            end = time.monotonic() + 60
+            while time.monotonic() < end:
+                (logs,) = client.get_worker_logs().values()
+                levels = sorted({level for level, text in logs if "distributed.worker.hardstop" in text})
+                if "INFO" in levels:
+                    break
+                time.sleep(0.1)
+            print(" ".join(levels))
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+@needs_dask
+def test_a_default_local_cluster_prints_the_warning_and_keeps_both_lines_as_docs_dask_says(tmp_path: Path) -> None:
+    """docs/dask.md: both lines are in get_worker_logs(); the terminal shows the warning only."""
+    script = tmp_path / "silence_logs.py"
+    script.write_text(SILENCE_LOGS_SCRIPT)
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout == "INFO WARNING\n", result.stdout + result.stderr
+    assert "distributed.worker.hardstop - WARNING - hardstop: the Dask task 'blocked-" in result.stderr
+    assert "distributed.worker.hardstop - INFO" not in result.stderr

@@ -136,13 +136,75 @@ def test_an_infinite_deadline_never_fires() -> None:
 
 
 @pytest.mark.parametrize("seconds", [0, -1, -math.inf])
-def test_a_deadline_already_passed_fires_in_the_block(seconds: float) -> None:
+def test_a_deadline_already_passed_is_raised_as_its_block_is_entered(seconds: float) -> None:
     reached: list[str] = []
-    with pytest.raises(hardstop.DeadlineExceeded):
-        with hardstop.deadline(seconds):
+    scope = hardstop.deadline(seconds)
+    with pytest.raises(hardstop.DeadlineExceeded) as caught:
+        with scope:
             reached.append("body")
             hardstop.sleep(WAIT)
-    assert reached == ["body"]
+    assert reached == []
+    assert caught.value.scope is scope and scope.expired and caught.value.__cause__ is None
+    line = sys._getframe().f_lineno - 5
+    assert str(caught.value) == f"The deadline of {seconds} s set at {__file__}:{line} has passed."
+    assert_nothing_pending(threading.get_ident())
+
+
+def sum_in_a_passed_deadline(make) -> str:
+    try:
+        with make():
+            sum(range(100))  # no check inside: armed, the expiry would come after the block
+    except hardstop.DeadlineExceeded:
+        return "raised"
+    return "ran to its end"
+
+
+@pytest.mark.parametrize(
+    "make",
+    [lambda: hardstop.deadline(0), lambda: hardstop.deadline_at(time.monotonic())],
+    ids=["deadline(0)", "deadline_at(now)"],
+)
+def test_a_deadline_passed_at_entry_raises_every_time(make) -> None:
+    outcomes = [sum_in_a_passed_deadline(make) for _ in range(200)]
+    assert outcomes.count("raised") == 200, f"{outcomes.count('ran to its end')} of 200 ran to their end"
+    spin(threading.Event(), 0.05)  # nothing of theirs lands after their blocks
+    assert_nothing_pending(threading.get_ident())
+
+
+def test_no_deadline_is_none() -> None:
+    with hardstop.deadline(None) as scope:
+        hardstop.sleep(0.05)
+    assert scope.seconds == math.inf and scope.remaining == math.inf and not scope.expired
+
+    @hardstop.timeout(None)
+    def unbounded() -> str:
+        return "returned"
+
+    assert unbounded() == "returned"
+
+
+def test_a_deadline_has_no_truth_value() -> None:
+    """stopit's ``if ctx:`` ("it ran to its end") must not silently read true."""
+    message = (
+        "A hardstop.Deadline has no truth value: `if scope:` (stopit's idiom) cannot say whether it fired; "
+        "test `scope.expired`, or `scope is not None` for whether there is one."
+    )
+    with hardstop.deadline(WAIT) as scope:
+        pass
+    with pytest.raises(TypeError) as caught:
+        bool(scope)
+    assert str(caught.value) == message
+
+
+@pytest.mark.parametrize("args", [(), ("slow network",)])
+def test_deadline_exceeded_is_made_by_hand_as_a_tests_stand_in(args: tuple[str, ...]) -> None:
+    import pickle
+
+    error = hardstop.DeadlineExceeded(*args)
+    assert isinstance(error, TimeoutError)
+    assert error.args == args and error.scope is None
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is hardstop.DeadlineExceeded and copy.args == args and copy.scope is None
 
 
 @pytest.mark.parametrize(
@@ -150,11 +212,12 @@ def test_a_deadline_already_passed_fires_in_the_block(seconds: float) -> None:
     [
         (hardstop.deadline, "1", TypeError, "hardstop.deadline() takes a number of seconds, not str '1'."),
         (hardstop.deadline, True, TypeError, "hardstop.deadline() takes a number of seconds, not bool True."),
-        (hardstop.deadline, None, TypeError, "hardstop.deadline() takes a number of seconds, not NoneType None."),
         (hardstop.deadline, math.nan, ValueError, "hardstop.deadline() takes a number of seconds, not nan."),
         (hardstop.deadline_at, "now", TypeError, "hardstop.deadline_at() takes a number of seconds, not str 'now'."),
         (hardstop.deadline_at, math.nan, ValueError, "hardstop.deadline_at() takes a number of seconds, not nan."),
-        (hardstop.timeout, [1], TypeError, "hardstop.deadline() takes a number of seconds, not list [1]."),
+        (hardstop.timeout, [1], TypeError, "hardstop.timeout() takes a number of seconds or None, not list [1]."),
+        (hardstop.timeout, "x", TypeError, "hardstop.timeout() takes a number of seconds or None, not str 'x'."),
+        (hardstop.timeout, math.nan, ValueError, "hardstop.timeout() takes a number of seconds or None, not nan."),
     ],
 )
 def test_bad_values_are_refused_by_name(make, value, error, message) -> None:
@@ -301,6 +364,88 @@ def test_the_decorator_does_not_confuse_the_functions_own_timeout_error() -> Non
     assert too_slow.__name__ == "too_slow"
 
 
+@hardstop.timeout(FAST)
+def sleeps_too_long() -> None:
+    hardstop.sleep(WAIT)
+
+
+@hardstop.timeout(WAIT)
+def has_a_deadline_of_its_own() -> None:
+    with hardstop.deadline(FAST):
+        hardstop.sleep(WAIT)
+
+
+def test_the_decorators_deadline_exceeded_names_the_function_and_its_caller() -> None:
+    with pytest.raises(hardstop.DeadlineExceeded) as caught:
+        sleeps_too_long()
+    line = sys._getframe().f_lineno - 1
+    assert str(caught.value) == (
+        f"The deadline of {FAST} s set for the call of {__name__}.sleeps_too_long() at {__file__}:{line} has passed."
+    )
+    assert caught.value.scope is not None and caught.value.scope.label.startswith("the call of ")
+    # A deadline inside the function keeps its own name.
+    with pytest.raises(hardstop.DeadlineExceeded) as caught:
+        has_a_deadline_of_its_own()
+    inner = has_a_deadline_of_its_own.__wrapped__.__code__.co_firstlineno + 2  # from its decorator line
+    assert str(caught.value) == f"The deadline of {FAST} s set at {__file__}:{inner} has passed."
+
+
+def test_the_decorator_without_its_seconds_is_refused_naming_timeout() -> None:
+    with pytest.raises(TypeError) as caught:
+
+        @hardstop.timeout  # type: ignore[arg-type]
+        def forgot() -> None:
+            pass
+
+    assert str(caught.value) == (
+        "hardstop.timeout() takes a number of seconds: write @hardstop.timeout(seconds) over "
+        f"{__name__}.test_the_decorator_without_its_seconds_is_refused_naming_timeout.<locals>.forgot(), "
+        "not @hardstop.timeout."
+    )
+
+
+async def coroutine_function() -> None:
+    pass
+
+
+async def async_generator_function():
+    yield
+
+
+def generator_function():
+    yield
+
+
+@pytest.mark.parametrize(
+    ("func", "message"),
+    [
+        (
+            coroutine_function,
+            f"hardstop.timeout() cannot bound the async function {__name__}.coroutine_function(): a call returns "
+            "a coroutine and its body runs later, on the event loop. Use asyncio.timeout() (3.11+) or "
+            "asyncio.wait_for() around the await instead.",
+        ),
+        (
+            async_generator_function,
+            f"hardstop.timeout() cannot bound the async function {__name__}.async_generator_function(): a call "
+            "returns a coroutine and its body runs later, on the event loop. Use asyncio.timeout() (3.11+) or "
+            "asyncio.wait_for() around the await instead.",
+        ),
+        (
+            generator_function,
+            f"hardstop.timeout() cannot bound the generator function {__name__}.generator_function(): a call "
+            "returns a generator and its body runs as it is consumed. Put hardstop.deadline() around the loop "
+            "that consumes it instead.",
+        ),
+    ],
+    ids=["async def", "async generator", "generator"],
+)
+def test_the_decorator_refuses_functions_whose_body_runs_after_the_call(func, message: str) -> None:
+    with pytest.raises(TypeError) as caught:
+        hardstop.timeout(0.1)(func)
+    assert str(caught.value) == message
+
+
 def test_one_watchdog_thread_serves_every_deadline() -> None:
     barrier = threading.Barrier(8)
 
@@ -361,15 +506,18 @@ def test_blocks_exiting_just_as_they_expire_never_raise_outside(monkeypatch) -> 
 
 
 def test_immediate_deadlines_are_always_converted_at_their_own_block() -> None:
-    """A deadline that is due as it is entered fires while the thread may still be
-    at the instruction that entered it (on 3.14+ that spot is outside the with
-    statement's protection). Every expiry must still come out as DeadlineExceeded
-    of its own scope."""
-    for _ in range(2000):
+    """A deadline that is due just after it is entered fires while the thread may
+    still be at the instruction that entered it (on 3.14+ that spot is outside the
+    with statement's protection); one already due is raised by the entry itself.
+    Every expiry must still come out as DeadlineExceeded of its own scope."""
+    line = sys._getframe().f_lineno + 3
+    for i in range(2000):
         with pytest.raises(hardstop.DeadlineExceeded) as caught:
-            with hardstop.deadline(0) as scope:
+            with hardstop.deadline((0, 1e-6, 1e-5)[i % 3]):
                 hardstop.sleep(WAIT)
-        assert caught.value.scope is scope
+        scope = caught.value.scope
+        assert scope is not None and scope.where == f"{__file__}:{line}" and scope.expired
+        assert caught.value.__cause__ is None or caught.value.__cause__.scope is scope
 
 
 def test_after_fork_the_child_has_a_working_watchdog_and_nothing_inherited() -> None:

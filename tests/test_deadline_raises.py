@@ -187,3 +187,13 @@ def test_enter_for_refuses_a_frame_not_running_in_the_calling_thread():
         scope.enter_for(frames[0])
     with scope:  # nothing was entered: the scope can still be used
         pass
+
+
+def test_a_chosen_exception_already_passed_is_raised_at_the_entry():
+    chosen = Chosen("too late")
+    ran = []
+    with pytest.raises(Chosen) as caught:
+        with hardstop.deadline_at(time.monotonic() - 1.0, raises=chosen):
+            ran.append("body")
+    assert caught.value is chosen
+    assert ran == []

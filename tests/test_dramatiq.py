@@ -19,7 +19,7 @@ from conftest import WAIT
 dramatiq = pytest.importorskip(
     "dramatiq",
     reason=f"dramatiq is not installed for CPython {sys.version_info.major}.{sys.version_info.minor} "
-    "(pip install 'hardstop[test]' installs it where it installs)",
+    "(pip install 'hardstop-threads[test]' installs it where it installs)",
 )
 from dramatiq.results import ResultFailure  # noqa: E402
 

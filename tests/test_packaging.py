@@ -129,3 +129,16 @@ def test_cibuildwheel_builds_the_intended_wheels(platform: str) -> None:
     version = getattr(cibuildwheel, "__version__", "?")
     expected = EXPECTED_IDENTIFIERS[platform]
     assert result.stdout.split() == expected, f"with cibuildwheel {version}"
+
+
+def test_the_distribution_is_hardstop_threads_and_installs_the_hardstop_package() -> None:
+    """On PyPI `hardstop` is an unrelated project: ours is published as hardstop-threads."""
+    from importlib import metadata
+
+    import hardstop
+
+    distribution = metadata.distribution("hardstop-threads")
+    assert distribution.metadata["Name"] == "hardstop-threads"
+    assert distribution.version == hardstop.__version__
+    files = [str(path) for path in distribution.files or []]
+    assert "hardstop/__init__.py" in files

@@ -321,25 +321,26 @@ def assert_refused(call, kind: type[BaseException], named: str) -> None:
 
 @FAST
 @given(value=seconds)
-def test_deadline_takes_any_number_and_refuses_the_rest_naming_it(value) -> None:
-    refusal = number_refusal(value, negative_ok=True)
+def test_deadline_takes_any_number_or_none_and_refuses_the_rest_naming_it(value) -> None:
+    refusal = None if value is None else number_refusal(value, negative_ok=True)
     if refusal is not None:
         assert_refused(lambda: hardstop.deadline(value), refusal, repr(value))
         assert_refused(lambda: hardstop.timeout(value), refusal, repr(value))  # checked when decorating
         return
+    span = math.inf if value is None else value  # None: no limit
     scope = hardstop.deadline(value)
-    assert scope.seconds is value
-    assert_runs_to_its_expiry_or_on(scope, value)
+    assert scope.seconds is value or (value is None and scope.seconds == math.inf)
+    assert_runs_to_its_expiry_or_on(scope, span)
 
     @hardstop.timeout(value)
     def guarded() -> str:
-        hardstop.sleep(WAIT if value <= 0 else 0)
+        hardstop.sleep(WAIT if span <= 0 else 0)
         return "returned"
 
-    if value <= 0:
+    if span <= 0:
         with pytest.raises(hardstop.DeadlineExceeded):
             guarded()
-    elif value >= 60:
+    elif span >= 60:
         assert guarded() == "returned"
     nothing_pending_anywhere(ME)
 
@@ -358,7 +359,7 @@ def test_deadline_at_takes_any_monotonic_time_and_refuses_the_rest_naming_it(off
 
 
 def assert_runs_to_its_expiry_or_on(scope: hardstop.Deadline, span: float) -> None:
-    """Past: the block raises at its first wait; far off: it runs on; in between
+    """Past: the block raises as it is entered; far off: it runs on; in between
     the outcome depends on the clock, and only the scope's attributes are checked."""
     if 0 < span < 60:
         assert scope.remaining <= span

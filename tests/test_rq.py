@@ -20,7 +20,7 @@ from conftest import WAIT
 rq = pytest.importorskip(
     "rq",
     reason=f"rq is not installed for CPython {sys.version_info.major}.{sys.version_info.minor} "
-    "(pip install 'hardstop[test]' installs it where it installs)",
+    "(pip install 'hardstop-threads[test]' installs it where it installs)",
 )
 import redis  # noqa: E402 - rq's own dependency
 from rq.command import send_stop_job_command  # noqa: E402

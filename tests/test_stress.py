@@ -173,6 +173,10 @@ def test_random_instant_interrupts_and_deadlines_keep_every_invariant() -> None:
                 receipts.append(hardstop.interrupt(target, rng.choice((hardstop.Interrupted, KeyError("stress")))))
             except hardstop.ThreadNotFound:
                 shared.counts["target ended before the request"] += 1
+            except hardstop.AmbiguousThread:
+                # 3.10/3.11: the target was starting a child for longer than interrupt()'s patience (a
+                # loaded machine); a refusal that leaves nothing pending, as documented.
+                shared.counts["refused: the target was starting a thread"] += 1
             time.sleep(rng.random() * 0.002)
     finally:
         stop.set()

@@ -52,7 +52,7 @@ try:
     )
 except ImportError as error:
     raise ImportError(
-        "hardstop.celery needs Celery, which is not installed: install it with pip install 'hardstop[celery]'."
+        "hardstop.celery needs Celery, which is not installed: install it with pip install 'hardstop-threads[celery]'."
     ) from error
 
 from hardstop._deadline import deadline

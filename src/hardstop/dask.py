@@ -31,6 +31,7 @@ import logging
 import math
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
@@ -42,7 +43,7 @@ try:
 except ImportError as error:
     raise ImportError(
         "hardstop.dask needs Dask's distributed scheduler, which is not installed: "
-        "install it with pip install 'hardstop[dask]'."
+        "install it with pip install 'hardstop-threads[dask]'."
     ) from error
 
 from hardstop._deadline import deadline
@@ -76,11 +77,38 @@ def time_limit(seconds: float) -> AbstractContextManager[None]:
     after running ``seconds``, and their futures fail with ``hardstop.DeadlineExceeded``.
 
     The same as ``dask.annotate(hardstop_timeout=seconds)``, with the value checked
-    here rather than on the worker. Needs the ``HardstopPlugin`` on the workers.
+    here rather than on the worker. Needs the ``HardstopPlugin`` on the workers: with
+    a (synchronous) client whose scheduler has none registered, it warns.
     """
     deadline(seconds)  # refuse a bad value here, not in the worker
+    _warn_unless_registered()
     annotate: Callable[..., AbstractContextManager[None]] = dask.base.annotate  # re-exported as dask.annotate
     return annotate(**{TIMEOUT_ANNOTATION: seconds})
+
+
+_registered_at: set[str] = set()  # schedulers seen with the plugin: asked once each
+
+
+def _warn_unless_registered() -> None:
+    """Warn if the current client's scheduler has no HardstopPlugin for its workers:
+    they would ignore the annotation. Without a client, or with an asynchronous one
+    (no blocking call here), there is nothing to ask."""
+    try:
+        client = distributed.default_client()  # type: ignore[no-untyped-call, unused-ignore]
+    except ValueError:
+        return
+    if client.asynchronous or client.scheduler.address in _registered_at:
+        return
+    # A lambda, with nothing of hardstop's in it: cloudpickle sends it by value, so the
+    # scheduler need not have hardstop installed.
+    if client.run_on_scheduler(lambda dask_scheduler, name=HardstopPlugin.name: name in dask_scheduler.worker_plugins):
+        _registered_at.add(client.scheduler.address)
+        return
+    warnings.warn(
+        f"hardstop.dask.time_limit(): the workers of {client.scheduler.address} have no HardstopPlugin, so "
+        "they ignore the time limit. Register it first: client.register_plugin(hardstop.dask.HardstopPlugin()).",
+        stacklevel=3,
+    )
 
 
 class _StoppableTask:

@@ -34,7 +34,8 @@ try:
     from dramatiq.worker import _WorkerThread  # type: ignore[import-not-found, unused-ignore]
 except ImportError as error:
     raise ImportError(
-        "hardstop.dramatiq needs dramatiq, which is not installed: install it with pip install 'hardstop[dramatiq]'."
+        "hardstop.dramatiq needs dramatiq, which is not installed: "
+        "install it with pip install 'hardstop-threads[dramatiq]'."
     ) from error
 
 from hardstop._deadline import deadline

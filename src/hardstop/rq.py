@@ -31,7 +31,7 @@ try:
     from rq.timeouts import BaseDeathPenalty, JobTimeoutException  # type: ignore[import-not-found, unused-ignore]
 except ImportError as error:
     raise ImportError(
-        "hardstop.rq needs rq, which is not installed: install it with pip install 'hardstop[rq]'."
+        "hardstop.rq needs rq, which is not installed: install it with pip install 'hardstop-threads[rq]'."
     ) from error
 
 from hardstop._deadline import deadline

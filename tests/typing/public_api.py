@@ -33,6 +33,9 @@ def use_everything(worker: threading.Thread) -> None:
         assert_type(scope.where, str | None)
     with hardstop.deadline_at(scope.when + 1.0):
         pass
+    with hardstop.deadline(None):  # no limit
+        pass
+    assert_type(hardstop.DeadlineExceeded("a test's stand-in").scope, hardstop.Deadline | None)
     with hardstop.deadline(1.0, raises=TimeoutError("slow")), hardstop.deadline_at(1.0, raises=KeyError):
         pass
     chosen = hardstop.deadline(1.0, raises=ValueError)
@@ -70,6 +73,11 @@ def use_everything(worker: threading.Thread) -> None:
 @hardstop.timeout(1.5)
 def fetch(url: str, retries: int = 3) -> bytes:
     return url.encode() * retries
+
+
+@hardstop.timeout(None)
+def unbounded(rows: list[int]) -> int:
+    return len(rows)
 
 
 @hardstop.shielded

@@ -1,4 +1,4 @@
-"""7: the peers from PyPI (``pip install 'hardstop[bench]'``), used as their documentation shows.
+"""7: the peers from PyPI (``pip install 'hardstop-threads[bench]'``), used as their documentation shows.
 
 Each is optional: one that cannot be imported is reported with the reason, and
 its cells say "not installed". All four arm the exception with the ctypes call
@@ -31,7 +31,7 @@ def load(module: str) -> tuple[ModuleType | None, str]:
                 warnings.simplefilter("ignore")  # stopit: pkg_resources is deprecated
                 _loaded[module] = importlib.import_module(module), ""
         except ModuleNotFoundError as error:
-            _loaded[module] = None, f"not installed ({error}): pip install 'hardstop[bench]'"
+            _loaded[module] = None, f"not installed ({error}): pip install 'hardstop-threads[bench]'"
         except Exception as error:  # noqa: BLE001 - whatever breaks its import is reported, not fatal
             _loaded[module] = None, f"cannot be imported: {type(error).__name__}: {error}"
     return _loaded[module]

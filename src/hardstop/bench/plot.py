@@ -1,4 +1,4 @@
-"""``--plot FILE.png``: the results in one figure (matplotlib, from ``pip install 'hardstop[bench]'``).
+"""``--plot FILE.png``: the results in one figure (matplotlib, from ``pip install 'hardstop-threads[bench]'``).
 
 Left, every cell: coloured by its median stop latency, red where it did not
 stop. Right: the slowdown of a loop while not stopped, and the cost of a stop
@@ -20,7 +20,7 @@ def missing() -> str:
     try:
         importlib.import_module("matplotlib")
     except ImportError as error:
-        return f"--plot needs matplotlib ({error}): pip install 'hardstop[bench]'"
+        return f"--plot needs matplotlib ({error}): pip install 'hardstop-threads[bench]'"
     return ""
 
 

@@ -143,6 +143,12 @@ def cost_table(results: Results) -> str:
                 else ""
             )
     rows.append(["plain thread (reference)", "", f"{reference['unit_ns']:.0f}", "", "", _us(reference["guarded_us"])])
+    ran = {method["key"] for method in results["methods"]}
+    footnotes = ["The plain thread's guarded call is a plain call"]
+    if "process" in ran:
+        footnotes.append("multiprocessing's is start() + join() of a process doing nothing")
+    if "hardstop.kill" in ran:
+        footnotes.append("hardstop.kill has no request cost of its own: the call waits for the end")
     noise = _slowdown(reference["control_pct"], reference["control_interval_pct"])
     rows.append(["plain thread again (the noise)", noise, "", "", "", ""])
     return "\n".join(
@@ -153,8 +159,7 @@ def cost_table(results: Results) -> str:
             "next); one-off: the median of the single requests made in the cells (machine-dependent: caches are "
             "cold after the settling sleep); a guarded call of a trivial function that does not time out.",
             _table(rows),
-            "The plain thread's guarded call is a plain call; multiprocessing's is start() + join() of a process "
-            "doing nothing; hardstop.kill has no request cost of its own: the call waits for the end.",
+            "; ".join(footnotes) + ".",
             *filter(None, extra),
         ]
     )
@@ -179,8 +184,8 @@ def goals(results: Results) -> list[tuple[str, str, str, str]]:
     """hardstop's rows against the issue's goals: (figure, hardstop, the others, met?)."""
     cells = _cells(results)
     methods = {m["key"]: m for m in results["methods"]}
-    mine = ("hardstop.interrupt", "hardstop.deadline", "hardstop.kill")
-    rows = []
+    mine = [key for key in ("hardstop.interrupt", "hardstop.deadline", "hardstop.kill") if key in methods]
+    rows: list[tuple[str, str, str, str]] = []
 
     def medians(workload: str, thread: str) -> dict[str, float]:
         return {
@@ -189,7 +194,8 @@ def goals(results: Results) -> list[tuple[str, str, str, str]]:
             if (key, workload, thread) in cells and cells[key, workload, thread]["status"] == "stopped"
         }
 
-    for workload in results["workloads"]:
+    latency_goals = results["workloads"] if "hardstop.interrupt" in methods else []  # interrupt()'s latencies
+    for workload in latency_goals:
         for thread in ("worker", "main"):
             if not workload["woken"][thread]:
                 continue
@@ -251,7 +257,11 @@ def _woken(results: Results, workload: str, thread: str) -> bool:
 
 
 def goal_table(results: Results) -> str:
-    rows = [("goal (hardstop's rows)", "hardstop", "the others", "met?"), *goals(results)]
+    """The goals, or nothing when none of hardstop's methods ran."""
+    measured = goals(results)
+    if not measured:
+        return ""
+    rows = [("goal (hardstop's rows)", "hardstop", "the others", "met?"), *measured]
     reference = results["reference"]
     noise = _slowdown(reference["control_pct"], reference["control_interval_pct"])
     return "\n".join(["Goals", _table(rows), f"(slowdowns: a plain thread against itself measured {noise})"])
@@ -277,6 +287,5 @@ def header(results: Results) -> str:
 
 
 def text(results: Results) -> str:
-    return "\n\n".join(
-        [header(results), stop_tables(results), cost_table(results), notes(results), goal_table(results)]
-    )
+    parts = [header(results), stop_tables(results), cost_table(results), notes(results), goal_table(results)]
+    return "\n\n".join(filter(None, parts))
