@@ -91,13 +91,13 @@ def test_an_actors_own_time_limit_is_raised_once_and_can_be_caught(app):
 
 def test_a_time_limit_never_lands_in_the_next_message(app):
     """Messages that end about when their limit passes (either outcome is right),
-    each followed by a short one, which must finish: a limit that fired as its
-    message ended and landed in the next would fail that one."""
+    each followed by a short one with a long limit of its own, which must finish:
+    a limit that fired as its message ended and landed in the next would fail it."""
     rng = random.Random(19)
     sent = []
     for i in range(0, 40, 2):
         boundary = app.short_actor.send_with_options(args=(i, rng.uniform(0.09, 0.11)), time_limit=100)
-        short = app.short_actor.send_with_options(args=(i + 1, rng.uniform(0.0, 0.005)), time_limit=100)
+        short = app.short_actor.send_with_options(args=(i + 1, rng.uniform(0.0, 0.005)), time_limit=int(WAIT * 1000))
         sent.append((boundary, short, i))
     outcomes = set()
     for boundary, short, i in sent:

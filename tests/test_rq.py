@@ -139,7 +139,7 @@ def test_a_timeout_never_lands_after_its_jobs_block(connection):
     pairs = []
     for i in range(0, 12, 2):
         boundary = enqueue(connection, "simple", "short_job", i, rng.uniform(0.97, 1.03), job_timeout=1)
-        short = enqueue(connection, "simple", "short_job", i + 1, rng.uniform(0.0, 0.01), job_timeout=1)
+        short = enqueue(connection, "simple", "short_job", i + 1, rng.uniform(0.0, 0.01), job_timeout=int(WAIT))
         pairs.append((boundary, short, i))
     for boundary, short, i in pairs:
         status = final(boundary)
