@@ -1,5 +1,6 @@
 # deadline() and deadline_at(): the scope, its entry, exit, cancel and expire.
 
+from contextlib import _GeneratorContextManager
 from types import FrameType as _FrameType
 
 from hardstop._errors import DeadlineExceeded, _DeadlinePassed
@@ -10,6 +11,24 @@ cdef double _INF = float("inf")
 # it fires again this long after.
 cdef double _REFIRE_AFTER = 0.01
 cdef int _SUSPENDABLE = 0x20 | 0x80 | 0x200   # CO_GENERATOR, CO_COROUTINE, CO_ASYNC_GENERATOR
+cdef int _CO_GENERATOR = 0x20
+cdef int _CO_ASYNC = 0x80 | 0x200   # CO_COROUTINE, CO_ASYNC_GENERATOR
+cdef object _CONTEXTMANAGER_ENTER = _GeneratorContextManager.__enter__.__code__
+
+# Scopes whose with statement is in a generator or a coroutine (issue 18). A
+# deadline guards the code of its with statement, wherever that runs, and
+# nothing else:
+#
+# * in a coroutine, refused: while it awaits, the event loop runs other tasks,
+#   and an expiry would land in them (asyncio.timeout() is the tool there);
+# * in a generator run as a context manager (contextlib's @contextmanager,
+#   pluggy's hook wrappers, and generators delegating to them with yield from),
+#   it guards what runs while the generator is suspended at its yield: the
+#   with statement's body, the wrapped hook. It fires as always;
+# * in any other generator, it fires only while the generator runs, in the
+#   thread that runs it: while the generator is suspended (its consumer runs
+#   unrelated code), the expiry waits and is tried again every _REFIRE_AFTER,
+#   until the generator runs again inside the block or leaves it.
 
 
 cdef inline double _number(object value, str what) except? -1.0:
@@ -69,6 +88,7 @@ cdef class Deadline:
     cdef object _code       # and its code and line, for messages
     cdef public str label   # what it guards, named instead of where it was set (e.g. by hardstop.futures)
     cdef int _line
+    cdef bint _wrapper      # entered in a generator run as a context manager (see above)
     cdef object _raises           # the exception chosen with raises=, or None for the private expiry
     cdef object _raises_carrier   # and its carrier class
 
@@ -106,6 +126,14 @@ cdef class Deadline:
         cdef _ThreadScopes scopes
         if self._entered:
             raise RuntimeError(f"{self!r} was entered already: use one per with statement.")
+        if frame is not None and frame.f_code.co_flags & _CO_ASYNC:
+            raise RuntimeError(
+                f"hardstop.deadline() cannot guard a block in the coroutine "
+                f"{frame.f_code.co_name}(): "
+                "while it awaits, the event loop runs other tasks, and the expiry would land in them. "
+                "Use asyncio.timeout() (or anyio.fail_after()) in async code, and hardstop.to_thread() "
+                "to run blocking code under a limit."
+            )
         if self.when <= _monotonic():
             # Passed already: raised here, before the body. Armed, it would wait for the
             # body's first check, and a body without one (C calls, no loop) would run to its end.
@@ -147,6 +175,8 @@ cdef class Deadline:
             self._frame = frame
             self._line = PyFrame_GetLineNumber(<PyFrameObject *>frame)
             self._code = frame.f_code
+            if self._code.co_flags & _CO_GENERATOR:
+                self._wrapper = _run_as_context_manager(self._frame)
         if self.when < _INF:
             _schedule(self, self.when)
         return self
@@ -244,3 +274,20 @@ cdef class Deadline:
         state = ("expired" if self._expired else "withdrawn" if self._withdrawn
                  else "open" if self._open else "left" if self._entered else "not entered")
         return f"<hardstop.Deadline {state}, {self.remaining:.3f} s left>"
+
+
+cdef bint _run_as_context_manager(object frame):
+    """Is the generator of ``frame`` run by a context-manager protocol, which runs
+    the guarded code while the generator is suspended and throws what that code
+    raised back into it? contextlib's @contextmanager, and pluggy's hook wrappers
+    (pytest's plugins among them); generators that delegate to one with yield
+    from are seen through."""
+    resumer = frame.f_back
+    while resumer is not None and resumer.f_code.co_flags & _CO_GENERATOR:
+        resumer = resumer.f_back
+    if resumer is None:
+        return False
+    if resumer.f_code is _CONTEXTMANAGER_ENTER:
+        return True
+    module = resumer.f_globals.get("__name__")
+    return isinstance(module, str) and module.startswith("pluggy.")

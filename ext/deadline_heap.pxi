@@ -164,28 +164,46 @@ class NotFired(Exception):
 
 
 def fire(Deadline scope):
-    """Arm (or queue) the expiry of ``scope`` in its thread; return the Receipt."""
+    """Arm (or queue) the expiry of ``scope`` in the thread that runs its block; return the Receipt."""
+    cdef unsigned long target = scope._ident
+    cdef long long level = scope._level
     if not scope._open or scope._withdrawn:
         raise NotFired("left")
-    if (scope._frame is not None and not scope._frame.f_code.co_flags & _SUSPENDABLE
-            and not _on_stack(scope._frame, scope._ident)):
+    if scope._frame is not None and scope._frame.f_code.co_flags & _SUSPENDABLE and not scope._wrapper:
+        # A plain generator's block: only while the generator runs, wherever (see deadline.pxi).
+        if not _on_stack(scope._frame, target):
+            target = _thread_running(scope._frame)
+            if target == 0:
+                retry_later(scope, _REFIRE_AFTER)   # suspended: try again once it may run
+                raise NotFired("suspended")
+            level = 0   # resumed in another thread: held by that thread's shields
+    elif (scope._frame is not None and not scope._frame.f_code.co_flags & _SUSPENDABLE
+            and not _on_stack(scope._frame, target)):
         # Its function returned or raised without the with statement calling
         # __exit__: an exception escaped the block (CPython's back-edge bug on
         # 3.11-3.14, or a signal handler's exception right after __enter__ on
         # 3.14+). The block is gone: never raise for it anywhere else.
-        # (A generator's frame is off the stack while it is suspended, and in a
-        # @contextmanager that is exactly when the guarded body runs: fire.)
+        # (A generator run as a context manager is off the stack while its
+        # with statement's body runs: that is when it must fire.)
         scope._close()
         raise NotFired("abandoned")
     if scope._raises is not None:
-        receipt = _arm_request(None, scope._ident, scope._raises, scope._raises_carrier, scope._level, scope)
+        receipt = _arm_request(None, target, scope._raises, scope._raises_carrier, level, scope)
     else:
-        receipt = _arm_request(None, scope._ident, _DeadlinePassed(scope), _expiry_carrier, scope._level, scope)
+        receipt = _arm_request(None, target, _DeadlinePassed(scope), _expiry_carrier, level, scope)
     scope._expired = True
     if scope._receipts is None:
         scope._receipts = []
     scope._receipts.append(receipt)
     return receipt
+
+
+cdef unsigned long _thread_running(object frame) except? 0:
+    """The ident of the thread whose stack holds ``frame`` (0: none does)."""
+    for ident in thread_idents():
+        if _on_stack(frame, ident):
+            return ident
+    return 0
 
 
 cdef bint _on_stack(object frame, unsigned long ident) except -1:

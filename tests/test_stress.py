@@ -75,8 +75,9 @@ def condition_wait(shared: Shared, rng: random.Random) -> None:
 
 def nested_deadlines(shared: Shared, rng: random.Random) -> None:
     with hardstop.deadline(rng.random() * 0.004) as outer:
+        inner = hardstop.deadline(rng.random() * 0.004)  # may pass before it is entered: raised by the entry
         try:
-            with hardstop.deadline(rng.random() * 0.004) as inner:
+            with inner:
                 rng.choice((spin, lambda _: shared.event.wait(0.003)))(rng)
         except hardstop.DeadlineExceeded as error:
             if error.scope is not inner:
