@@ -202,6 +202,7 @@ def test_global_limits_of_the_worker(workers, folder, go_on):
         assert final(result) == "FAILURE"
         assert isinstance(result.result, celery.exceptions.TimeLimitExceeded)
         workers["four"].wait_for_log(rf"Hard time limit \(2(\.0)?s\) exceeded for .*\[{result.id}\]")
+        assert f"{result.id}] was stopped" not in workers["four"].text()  # stopped in its soft limit's handler
     else:
         assert result.get(timeout=WAIT) == "cleaned up"
     assert (folder / "cleaned").exists()

@@ -51,6 +51,21 @@ def test_a_chosen_exception_is_raised_once_so_the_block_can_handle_it():
     assert scope.expired
 
 
+def test_an_outer_deadline_ends_the_handler_of_a_chosen_exception():
+    """A hard limit ends a soft limit's clean-up: the handler of a chosen exception is
+    the block's own code, not protected as the handler of an interrupt is."""
+    handled_to_the_end = []
+    with pytest.raises(hardstop.DeadlineExceeded):
+        with hardstop.deadline(0.3):
+            with hardstop.deadline(0.05, raises=Chosen):
+                try:
+                    spin_for(WAIT)
+                except Chosen:
+                    spin_for(WAIT)  # a clean-up that runs too long
+                    handled_to_the_end.append(True)
+    assert handled_to_the_end == []
+
+
 def test_the_default_expiry_fires_again_when_caught():
     """The contrast: without raises=, a swallowed expiry is raised again."""
     caught = 0

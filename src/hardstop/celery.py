@@ -112,6 +112,11 @@ class _Job:
         self.stop_requested_at: float | None = None  # revoke or cold shutdown
         self.stuck_since: float | None = None  # when reported stuck; its thread left the pool then
         self._lock = threading.Lock()
+        # Held while Celery accepts the task (in on_accepted it sets time_start, then acks):
+        # a revoke waits for it in terminate_job(), or Celery's Request.terminate() would
+        # ack the message a second time from the consumer's thread (an unrecoverable
+        # MessageStateError, seen once on 3.14). Re-entrant: on_accepted may itself stop it.
+        self._accepting = threading.RLock()
         self._stop_scope: Deadline | None = None
         self._soft_scope: Deadline | None = None
         self._soft_told = False
@@ -138,8 +143,9 @@ class _Job:
             with deadline(self.hard, raises=self.stopped) as stop_scope:
                 stop_scope.label = f"the Celery task {self.task}"
                 with shield():  # Celery's acceptance (ack, events) is never cut in half
-                    if self.accept_callback is not None:
-                        self.accept_callback(self.number, time.monotonic())
+                    with self._accepting:
+                        if self.accept_callback is not None:
+                            self.accept_callback(self.number, time.monotonic())
                     with self._lock:
                         self._stop_scope = stop_scope
                         stop_now = self.stop_requested_at is not None
@@ -171,7 +177,7 @@ class _Job:
 
     def stop(self, reason: str) -> bool:
         """Stop the task where it is (or as it starts); True the first time."""
-        with self._lock:
+        with self._accepting, self._lock:
             if self.stop_requested_at is not None or self._done.is_set():
                 return False
             scope = self._stop_scope
