@@ -28,11 +28,6 @@ SCANNED = ["README.md", "pyproject.toml", "setup.py", "MANIFEST.in", "mkdocs.yml
 # `hardstop` on PyPI is somebody else's placeholder; ours is `hardstop-threads`.
 WRONG_NAME = re.compile(r"pip install\s+['\"]?hardstop(?!-threads)|['\"]hardstop\[")
 
-# docs/integrations.md belongs to the branch that does items 2 and 3 of issue 15; its
-# one wrong line is renamed when the branches are merged. Strict: once that is done,
-# this marker fails and must go.
-NOT_YET_RENAMED = {"docs/integrations.md"}
-
 
 def scanned_files() -> list[str]:
     files: list[Path] = []
@@ -50,18 +45,7 @@ def scanned_files() -> list[str]:
 
 
 @needs_source_tree
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(
-            name,
-            marks=pytest.mark.xfail(reason="renamed at the merge of issue 15's branches", strict=True),
-        )
-        if name in NOT_YET_RENAMED
-        else name
-        for name in scanned_files()
-    ],
-)
+@pytest.mark.parametrize("name", scanned_files())
 def test_install_lines_name_the_distribution_hardstop_threads(name: str) -> None:
     text = (ROOT / name).read_text(encoding="utf-8")
     wrong = [

@@ -17,6 +17,7 @@ return into pytest. An alarm ends a child that hangs.
 from __future__ import annotations
 
 import os
+import queue
 import signal
 import sys
 import threading
@@ -299,3 +300,38 @@ def test_an_expiry_held_by_a_shield_at_the_fork_fires_again_in_the_child_and_lan
     assert report == "DeadlineExceeded of its scope: True"
     assert outcome == "DeadlineExceeded of its scope: True"
     assert_nothing_pending(threading.get_ident())
+
+
+def test_a_new_thread_in_the_child_is_never_woken_through_a_parent_threads_unblocker() -> None:
+    # The child's first threads get the parent's idents; before, one that reused
+    # the ident of a thread inside hardstop.sleep() got that sleep's unblocker
+    # called instead of its own Queue.get being woken.
+    def sleeper() -> None:
+        hardstop.sleep(3 * WAIT)
+
+    def child() -> list[str]:
+        items: queue.Queue[int] = queue.Queue()
+        lines = []
+        for _ in range(20):
+            waiting = threading.Event()
+            target = Target(lambda: (waiting.set(), items.get(timeout=3 * WAIT)))  # noqa: B023 - used at once
+            with target:
+                assert waiting.wait(WAIT)
+                receipt = hardstop.interrupt(target.thread)
+                lines.append(f"woken: {receipt.wait(WAIT)} ({receipt.wake})")
+            if target.thread.ident == asleep.thread.ident:
+                return [*lines, "reused the sleeper's ident"]
+            wait_until(lambda: not os.path.exists(f"/proc/self/task/{target.thread.native_id}"))  # noqa: B023
+        return lines
+
+    with Target(sleeper) as asleep:
+        wait_until(lambda: getattr(_hardstop.current_frame(asleep.thread.ident), "f_code", None) is SLEEP)
+        lines = in_child(child)
+        assert hardstop.interrupt(asleep.thread).wait(WAIT)
+    woken = [line for line in lines if line.startswith("woken: ")]
+    assert woken and all(line.startswith("woken: True (Condition.wait") for line in woken), lines
+    if lines[-1] != "reused the sleeper's ident":
+        pytest.skip(f"no thread of the child got the parent's idents here (Python {sys.version_info[:2]}, its libc)")
+
+
+SLEEP = hardstop.sleep.__code__

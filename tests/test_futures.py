@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import inspect
+import math
 import random
 import threading
 import time
-from concurrent.futures import CancelledError, wait
+from concurrent.futures import BrokenExecutor, CancelledError, wait
 
 import pytest
 
 import hardstop
-from conftest import WAIT, spin
+from conftest import WAIT, Gate, spin
 from hardstop.futures import ThreadPoolExecutor
 
 
@@ -37,6 +41,28 @@ def test_cancel_stops_a_running_task_and_the_worker_takes_the_next() -> None:
         # the same (only) worker runs the next task
         assert pool.submit(threading.get_ident).result(WAIT) > 0
     assert len(stopped) == 1
+    assert type(stopped[0]) is hardstop.Expired  # public and documented, catchable by name in the task
+    assert stopped[0].scope is not None
+
+
+def test_a_cancelled_task_can_clean_up_by_catching_the_public_type() -> None:
+    started = threading.Event()
+    cleaned: list[str] = []
+
+    def task() -> None:
+        started.set()
+        try:
+            threading.Event().wait(3 * WAIT)
+        except hardstop.Expired:
+            cleaned.append("cleaned up")
+            raise
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        future = pool.submit(task)
+        assert started.wait(WAIT)
+        assert future.cancel()
+        assert pool.submit(lambda: "next").result(WAIT) == "next"
+    assert cleaned == ["cleaned up"]
 
 
 def test_a_task_in_an_event_wait_is_woken_by_cancel() -> None:
@@ -115,6 +141,157 @@ def test_shutdown_warns_about_a_task_it_cannot_stop() -> None:
     for thread in pool._threads:
         thread.join(WAIT)
         assert not thread.is_alive()
+
+
+@pytest.mark.parametrize("executor", [concurrent.futures.ThreadPoolExecutor, ThreadPoolExecutor])
+def test_a_failing_initializer_breaks_the_pool_as_in_the_standard_executor(executor: type) -> None:
+    def initializer() -> None:
+        raise RuntimeError("no database")
+
+    pool = executor(max_workers=1, initializer=initializer)
+    pending = pool.submit(lambda: "never")
+    message = "^A thread initializer failed, the thread pool is not usable anymore$"
+    with pytest.raises(BrokenExecutor, match=message):
+        pending.result(WAIT)
+    with pytest.raises(BrokenExecutor, match=message):
+        pool.submit(lambda: "later")
+    pool.shutdown()
+    if executor is ThreadPoolExecutor:
+        assert not pool._tasks  # nothing left behind by the refused submission
+
+
+def test_shutdown_warns_about_a_task_cancelled_earlier_and_still_running() -> None:
+    """cancel() had made the future done; the task itself had not left its worker."""
+    started, gate = threading.Event(), Gate()
+
+    def blocked(gate: Gate) -> None:
+        started.set()
+        gate.wait()  # a lock wait: not woken by cancel()
+
+    pool = ThreadPoolExecutor(max_workers=1)
+    future = pool.submit(blocked, gate)
+    assert started.wait(WAIT)
+    assert future.cancel()
+    with pytest.warns(RuntimeWarning) as caught:
+        pool.shutdown(wait=True, cancel_futures=True, stop_timeout=0.2)
+    message = str(caught[0].message)
+    assert message.startswith(
+        "ThreadPoolExecutor.shutdown(): 1 task(s) still running after 0.2 s: "
+        "test_futures.test_shutdown_warns_about_a_task_cancelled_earlier_and_still_running.<locals>.blocked("
+        "<conftest.Gate object at 0x"
+    )
+    assert message.endswith(" in wait")  # the frame it is in, in conftest's Gate
+    gate.open()
+    for thread in pool._threads:
+        thread.join(WAIT)
+        assert not thread.is_alive()
+
+
+@pytest.mark.parametrize("stop_timeout", [-1, float("nan"), "1"])
+def test_a_bad_stop_timeout_is_refused_before_anything_stops(stop_timeout: object) -> None:
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        gate = threading.Event()
+        running = pool.submit(gate.wait, WAIT)
+        kind = TypeError if isinstance(stop_timeout, str) else ValueError
+        with pytest.raises(kind, match=r"^ThreadPoolExecutor.shutdown\(\)'s stop_timeout takes a .*, not "):
+            pool.shutdown(cancel_futures=True, stop_timeout=stop_timeout)  # type: ignore[arg-type]
+        gate.set()
+        assert running.result(WAIT) is True
+
+
+def test_an_infinite_stop_timeout_waits_for_the_workers() -> None:
+    started = threading.Event()
+    pool = ThreadPoolExecutor(max_workers=1)
+    running = pool.submit(lambda: (started.set(), threading.Event().wait(3 * WAIT)))
+    assert started.wait(WAIT)
+    pool.shutdown(wait=True, cancel_futures=True, stop_timeout=math.inf)  # not an OverflowError from join()
+    assert running.cancelled()
+    assert not any(thread.is_alive() for thread in pool._threads)
+
+
+def test_the_constructor_shows_its_real_parameters() -> None:
+    parameters = inspect.signature(ThreadPoolExecutor).parameters
+    assert list(parameters) == ["max_workers", "thread_name_prefix", "initializer", "initargs"]
+    assert [p.default for p in parameters.values()] == [None, "", None, ()]
+    with ThreadPoolExecutor(2, "named", None, ()) as pool:
+        assert pool.submit(lambda: threading.current_thread().name).result(WAIT).startswith("named_")
+
+
+def test_a_task_that_cancels_its_own_batch_ends_its_future_and_cancels_the_rest() -> None:
+    batch: list[concurrent.futures.Future[object]] = []
+    ready, left, finished = threading.Event(), threading.Event(), []
+
+    def cancel_the_batch() -> None:
+        assert ready.wait(WAIT)
+        finished.append([future.cancel() for future in batch])  # its own future among them
+        try:
+            threading.Event().wait(3 * WAIT)  # it goes on: only shutdown() stops it
+        finally:
+            left.set()
+
+    pool = ThreadPoolExecutor(max_workers=2)
+    other = pool.submit(threading.Event().wait, 3 * WAIT)  # running: woken by cancel()
+    canceller = pool.submit(cancel_the_batch)
+    later = [pool.submit(lambda: "never") for _ in range(3)]
+    batch.extend([other, canceller, *later])
+    ready.set()
+    assert not wait(batch, timeout=WAIT).not_done
+    assert all(future.cancelled() for future in batch)
+    assert finished == [[True] * 5]  # the task was not interrupted by its own cancel()
+    assert not left.is_set()
+    pool.shutdown(wait=True, cancel_futures=True, stop_timeout=WAIT)  # no warning: it was stopped
+    assert left.is_set()
+
+
+def test_done_callbacks_run_after_the_futures_lock_is_released() -> None:
+    """A callback that waits for another thread reading the same future (as the
+    standard executor allows)."""
+    gate, callback_done = threading.Event(), threading.Event()
+    seen: list[bool] = []
+
+    def callback(future: concurrent.futures.Future[object]) -> None:
+        read = threading.Event()
+        reader = threading.Thread(target=lambda: (future.done(), read.set()))
+        reader.start()
+        seen.append(read.wait(WAIT))
+        reader.join(WAIT)
+        callback_done.set()
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        future = pool.submit(gate.wait, WAIT)
+        future.add_done_callback(callback)
+        gate.set()
+        assert future.result(WAIT) is True
+        assert callback_done.wait(3 * WAIT)
+    assert seen == [True]
+
+
+def test_map_with_a_timeout_frees_the_pool() -> None:
+    """The standard map() cancels the rest on its timeout; here that stops the running ones too."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        results = pool.map(threading.Event().wait, [3 * WAIT] * 3, timeout=0.1)
+        with pytest.raises(concurrent.futures.TimeoutError):
+            list(results)
+        assert pool.submit(lambda: "free").result(WAIT) == "free"
+
+
+def test_run_in_executor_under_wait_for_stops_the_thread() -> None:
+    left = threading.Event()
+
+    def work() -> None:
+        try:
+            threading.Event().wait(3 * WAIT)
+        finally:
+            left.set()
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            with pytest.raises((TimeoutError, asyncio.TimeoutError)):
+                await asyncio.wait_for(loop.run_in_executor(pool, work), 0.1)
+            assert left.wait(WAIT)  # the thread had left work(), not only the await
+
+    asyncio.run(main())
 
 
 def test_no_interrupt_leaks_into_the_next_task_under_random_cancels() -> None:

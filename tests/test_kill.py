@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import _thread
 import math
 import re
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 
@@ -181,3 +185,63 @@ def test_bad_arguments_are_refused_by_name() -> None:
             hardstop.kill(running, timeout=bad)  # type: ignore[arg-type]
     assert hardstop._hardstop.pending_count(running.ident) == 0  # nothing was armed by a refusal
     assert hardstop.kill(running, timeout=WAIT).stopped
+
+
+def test_hardstops_own_threads_are_refused_and_a_stop_everything_loop_leaves_deadlines_working() -> None:
+    # In a child: without the refusal, this loop stops the watchdog, and no deadline ever fires again.
+    script = textwrap.dedent("""
+        import threading, hardstop
+        with hardstop.deadline(60):  # starts the watchdog
+            pass
+        for thread in threading.enumerate():
+            if thread is not threading.current_thread():
+                try:
+                    hardstop.kill(thread, timeout=1.0)
+                except RuntimeError as error:
+                    print(error)
+        try:
+            with hardstop.deadline(0.1):
+                threading.Event().wait(10)
+            print("the deadline did not fire")
+        except hardstop.DeadlineExceeded:
+            print("the deadline fired")
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    refusal, after = result.stdout.splitlines()
+    assert re.fullmatch(
+        re.escape("kill() refuses to stop <Thread(hardstop-watchdog, started daemon ")
+        + r"\d+"
+        + re.escape(
+            ")>: it is hardstop's own watchdog, which fires every deadline of the process; "
+            "it is a daemon thread that ends with the process, so leave it out."
+        ),
+        refusal,
+    )
+    assert after == "the deadline fired"
+
+
+def test_a_thread_started_outside_threading_is_killed_and_reported() -> None:
+    # threading only has a _DummyThread for it: join() raises, is_alive() is always True.
+    seen: list[threading.Thread] = []
+    ended = threading.Event()
+
+    def body() -> None:
+        try:
+            seen.append(threading.current_thread())
+            threading.Event().wait(3 * WAIT)
+        except hardstop.Interrupted:
+            pass
+        finally:
+            ended.set()
+
+    _thread.start_new_thread(body, ())
+    end = time.monotonic() + WAIT
+    while not seen and time.monotonic() < end:
+        time.sleep(0.001)
+    dummy = seen[0]
+    assert isinstance(dummy, threading._DummyThread)
+    result = hardstop.kill(dummy, timeout=WAIT)
+    assert ended.is_set()
+    assert (result.stopped, result.attempts, result.reason) == (True, 1, "It ended after 1 interrupt.")
+    assert [r.status for r in result.receipts] == ["delivered"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 
@@ -334,6 +335,18 @@ def shielded_acquire(lock: threading.Lock, counter: list[int]) -> None:
         spin_holding(lock, counter)
 
 
+def exit_stack_lock(lock: threading.Lock, counter: list[int]) -> None:
+    """ExitStack's own Python code runs between taking the lock and owning its release."""
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(lock)
+        counter[0] += 1
+
+
+@hardstop.shielded
+def shielded_exit_stack_lock(lock: threading.Lock, counter: list[int]) -> None:
+    exit_stack_lock(lock, counter)
+
+
 def rain(critical, interrupted_wanted: int, give_up_after: int) -> tuple[int, int]:
     """Interrupt a thread looping over ``critical`` until ``interrupted_wanted``
     iterations were interrupted; return (interrupted, times the lock was left held)."""
@@ -354,7 +367,7 @@ def rain(critical, interrupted_wanted: int, give_up_after: int) -> tuple[int, in
     return interrupted[0], leaks[0]
 
 
-@pytest.mark.parametrize("critical", [shielded_with_lock, shielded_acquire])
+@pytest.mark.parametrize("critical", [shielded_with_lock, shielded_acquire, shielded_exit_stack_lock])
 def test_a_shielded_lock_is_never_left_held_under_a_rain_of_interrupts(critical) -> None:
     interrupted, leaks = rain(critical, 2000, 10_000)
     assert interrupted >= 2000
@@ -364,6 +377,14 @@ def test_a_shielded_lock_is_never_left_held_under_a_rain_of_interrupts(critical)
 def test_the_unshielded_acquire_then_try_leaves_the_lock_held() -> None:
     """The same rain on the unshielded form leaks the lock: what shields are for."""
     interrupted, leaks = rain(spin_holding, 2000, 20_000)
+    print(f"{leaks} leaks in {interrupted} interrupted iterations")
+    assert interrupted >= 2000
+    assert leaks > 0
+
+
+def test_an_exit_stack_holding_a_lock_leaves_it_held() -> None:
+    """What docs/semantics.md warns about beside the `with lock:` advice."""
+    interrupted, leaks = rain(exit_stack_lock, 2000, 20_000)
     print(f"{leaks} leaks in {interrupted} interrupted iterations")
     assert interrupted >= 2000
     assert leaks > 0

@@ -152,3 +152,35 @@ def test_exit_with_daemons_pending_requests_and_open_deadlines_is_prompt_and_sil
         say("exiting")
     """)
     assert lines == ["exiting"]
+
+
+DEADLINE_AT_EXIT = textwrap.dedent("""
+    def at_exit():
+        try:
+            with hardstop.deadline(0.1):
+                threading.Event().wait(WAIT)
+            say("no expiry")
+        except hardstop.DeadlineExceeded:
+            say("expired")
+        except RuntimeError as error:
+            say(f"refused: {error}")
+    atexit.register(at_exit)
+""")
+
+
+def test_the_first_deadline_of_a_process_entered_at_exit_fires_or_is_refused_with_the_reason() -> None:
+    lines = run_child(f"WAIT = {WAIT}\n" + DEADLINE_AT_EXIT)
+    if sys.version_info[:2] == (3, 12):  # no new thread at shutdown, so no watchdog
+        assert lines == [
+            "refused: hardstop cannot enforce this deadline: it is the first of the process, and the watchdog "
+            "thread that fires deadlines cannot start, because CPython 3.12 starts no new thread once the "
+            "interpreter has begun to shut down (atexit handlers run then). Enter a deadline before exit to start "
+            "the watchdog early (it then serves deadlines entered at exit too)."
+        ]
+    else:
+        assert lines == ["expired"]
+
+
+def test_a_deadline_entered_at_exit_fires_once_the_watchdog_was_started_before() -> None:
+    lines = run_child(f"WAIT = {WAIT}\nwith hardstop.deadline(WAIT):\n    pass\n" + DEADLINE_AT_EXIT)
+    assert lines == ["expired"]

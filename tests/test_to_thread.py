@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import sys
 import threading
 import time
@@ -76,21 +77,52 @@ def test_cancelling_the_task_wakes_a_thread_in_an_event_wait() -> None:
     assert left.is_set()
 
 
-def test_a_thread_that_cannot_be_woken_is_reported_after_the_bound(monkeypatch) -> None:
-    monkeypatch.setattr(hardstop._asyncio, "STOP_TIMEOUT", 0.2)
-
+def test_a_thread_that_cannot_be_woken_is_reported_after_its_stop_timeout() -> None:
     async def main() -> None:
         held = threading.Lock()
         held.acquire()
-        task = asyncio.ensure_future(hardstop.to_thread(held.acquire, True, 1.0))  # no version wakes a lock wait
+        # No version wakes a lock wait; the warning names the call as it was made.
+        task = asyncio.ensure_future(hardstop.to_thread(held.acquire, True, 1.0, stop_timeout=0.2))
         await asyncio.sleep(0.05)
         task.cancel()
         await task
 
-    with pytest.warns(RuntimeWarning, match=r"the thread is still running .* 0.2 s after the await was cancelled"):
+    with pytest.warns(RuntimeWarning) as caught:
         with pytest.raises(asyncio.CancelledError):
             asyncio.run(main())
+    message = str(caught[0].message)
+    assert message == (
+        "hardstop.to_thread(): the thread is still running lock.acquire(True, 1.0) 0.2 s after the await was "
+        "cancelled (blocked where it cannot be woken); it stops when that call returns"
+    )
     time.sleep(1.0)  # let the sleep end, and the worker raise and leave
+
+
+def test_the_stop_timeout_is_checked_before_the_thread_starts() -> None:
+    ran = threading.Event()
+
+    async def call(stop_timeout: object) -> None:
+        await hardstop.to_thread(ran.set, stop_timeout=stop_timeout)  # type: ignore[arg-type]
+
+    with pytest.raises(
+        ValueError, match=r"^hardstop.to_thread\(\)'s stop_timeout takes a non-negative number of seconds, not -1.$"
+    ):
+        asyncio.run(call(-1))
+    with pytest.raises(
+        TypeError, match=r"^hardstop.to_thread\(\)'s stop_timeout takes a number of seconds, not str '1'.$"
+    ):
+        asyncio.run(call("1"))
+    assert not ran.is_set()
+
+
+def test_context_variables_reach_the_thread() -> None:
+    name = contextvars.ContextVar("name", default="unset")
+
+    async def main() -> str:
+        name.set("the caller's")
+        return await hardstop.to_thread(name.get)
+
+    assert asyncio.run(main()) == "the caller's"
 
 
 def test_the_asyncio_version_only_abandons_the_thread() -> None:

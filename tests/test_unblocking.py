@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import queue
 import re
 import socket
 import sys
@@ -12,6 +14,7 @@ import pytest
 
 import hardstop
 from conftest import WAIT, Target, assert_nothing_pending, spin
+from hardstop import _wake
 
 LONG = 60.0  # a wait that would outlast every bound below if it were not woken
 
@@ -206,3 +209,101 @@ def test_an_unblocker_that_fails_is_reported_and_the_interrupt_stands(monkeypatc
 def test_unblocking_needs_a_callable() -> None:
     with pytest.raises(TypeError, match=r"^The unblocker must be callable, not int 3\.$"):
         hardstop.unblocking(3)
+
+
+def enter_and_leave_blocks(round_number: int, entered: queue.Queue[int]) -> None:
+    entered.put(round_number)
+    while True:
+        with hardstop.unblocking(lambda: None):
+            pass
+
+
+def test_interrupts_landing_as_blocks_are_entered_and_left_leave_no_unblocker_behind() -> None:
+    # Before: about one interrupt in eight left its entry behind, and the final
+    # Queue.get was then "woken" by calling that stale callback, which ends nothing.
+    rounds = 300
+    entered: queue.Queue[int] = queue.Queue()
+    items: queue.Queue[int] = queue.Queue()
+    waiting = threading.Event()
+    outcome: list[str] = []
+
+    def worker() -> None:
+        for round_number in range(rounds):
+            try:
+                enter_and_leave_blocks(round_number, entered)
+            except hardstop.Interrupted:
+                pass
+        waiting.set()
+        try:
+            items.get(timeout=3 * WAIT)
+            outcome.append("not woken")
+        except hardstop.Interrupted:
+            outcome.append("woken")
+
+    thread = threading.Thread(target=worker, daemon=True)
+    thread.start()
+    for round_number in range(rounds):
+        assert entered.get(timeout=WAIT) == round_number
+        assert hardstop.interrupt(thread).wait(WAIT)
+    assert waiting.wait(WAIT)
+    receipt = hardstop.interrupt(thread)
+    assert receipt.wait(WAIT), receipt.wake
+    thread.join(WAIT)
+    assert outcome == ["woken"]
+    assert receipt.wake is not None and receipt.wake.startswith("Condition.wait"), receipt.wake
+    assert thread.ident not in _wake._stacks  # nothing outlives its thread
+
+
+def enter_without_leaving(callback) -> None:
+    """What an exception at the first instruction of __exit__ leaves: an entry whose block is gone."""
+    hardstop.unblocking(callback).__enter__()
+
+
+def test_an_entry_whose_frame_is_gone_is_not_called() -> None:
+    called: list[int] = []
+    items: queue.Queue[int] = queue.Queue()
+    waiting = threading.Event()
+
+    def body() -> None:
+        enter_without_leaving(lambda: called.append(1))
+        waiting.set()
+        items.get(timeout=LONG)
+
+    target = Target(body)
+    with target:
+        assert waiting.wait(WAIT)
+        receipt = hardstop.interrupt(target.thread)
+        assert receipt.wait(WAIT), receipt.wake
+    assert called == []
+    assert [type(e) for e in target.caught] == [hardstop.Interrupted]
+
+
+def wait_until_gone(thread: threading.Thread) -> None:
+    """join() returns before the system thread has exited; glibc reuses its stack,
+    so its ident, only after that (Linux shows the thread's task until then)."""
+    task = f"/proc/self/task/{thread.native_id}"
+    end = time.monotonic() + WAIT
+    while os.path.exists(task) and time.monotonic() < end:
+        time.sleep(0.001)
+
+
+def test_an_entry_left_by_an_ended_thread_does_not_reach_the_next_thread_with_its_ident() -> None:
+    called: list[int] = []
+    first = threading.Thread(target=enter_without_leaving, args=(lambda: called.append(1),))
+    first.start()
+    first.join(WAIT)
+    wait_until_gone(first)
+    items: queue.Queue[int] = queue.Queue()
+    for _ in range(20):  # glibc hands the next thread the ended one's stack, so its ident
+        waiting = threading.Event()
+        target = Target(lambda: (waiting.set(), items.get(timeout=LONG)))  # noqa: B023 - used at once
+        with target:
+            assert waiting.wait(WAIT)
+            receipt = hardstop.interrupt(target.thread)
+            assert receipt.wait(WAIT), receipt.wake
+        assert called == []
+        assert [type(e) for e in target.caught] == [hardstop.Interrupted]
+        if target.thread.ident == first.ident:
+            return
+        wait_until_gone(target.thread)
+    pytest.skip("this platform did not give a new thread the ident of one that ended")

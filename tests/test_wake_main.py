@@ -169,6 +169,135 @@ def test_a_handler_installed_before_hardstop_is_chained_and_not_called_for_wakes
     assert result.stdout.splitlines() == ["woken", "user handler calls: 1", "restored: True"]
 
 
+def test_a_handler_installed_before_hardstop_is_not_called_for_withdrawn_wakes() -> None:
+    # Each request is withdrawn right after its signal was sent: our handler then
+    # runs with nothing armed, and must not pass hardstop's signal on.
+    script = textwrap.dedent("""
+        import os, signal, sys, threading, time
+        calls = []
+        signal.signal(signal.SIGURG, lambda signum, frame: calls.append(signum))
+        import hardstop
+        sys.setswitchinterval(1.0)  # the withdrawing thread keeps the GIL from interrupt() to cancel()
+        main = threading.main_thread()
+        done = threading.Event()
+        outcomes = []
+        def withdraw():
+            for _ in range(20):
+                receipt = hardstop.interrupt(main)
+                outcomes.append((receipt.wake, receipt.cancel()))
+                time.sleep(0.02)  # the main thread runs the handler meanwhile
+            done.set()
+        def nap():
+            try:
+                time.sleep(0.01)
+            except hardstop.Interrupted:
+                outcomes.append(("raised", False))
+        threading.Thread(target=withdraw).start()
+        while not done.is_set():
+            nap()
+        print("user handler calls:", len(calls))
+        print("withdrawn after a signal:", sum(w == "SIGURG sent to the main thread" and c for w, c in outcomes) > 0)
+        os.kill(os.getpid(), signal.SIGURG)  # somebody else's SIGURG still reaches the user's handler
+        time.sleep(0.05)
+        print("user handler calls:", len(calls))
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "user handler calls: 0",
+        "withdrawn after a signal: True",
+        "user handler calls: 1",
+    ]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="only Linux shows another thread's signal mask")
+def test_a_main_thread_that_blocks_the_wake_signal_is_not_claimed_woken() -> None:
+    script = textwrap.dedent("""
+        import signal, threading, time
+        import hardstop
+        signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGURG])
+        main = threading.main_thread()
+        napping = threading.Event()
+        receipts = []
+        def interrupt_main():
+            napping.wait(10)
+            receipts.append(hardstop.interrupt(main))
+        threading.Thread(target=interrupt_main).start()
+        def nap():
+            napping.set()
+            time.sleep(1.0)
+        try:
+            nap()
+        except hardstop.Interrupted:
+            pass
+        print(receipts[0].status)
+        print(receipts[0].wake)
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    status, wake = result.stdout.splitlines()
+    assert status == "delivered"
+    assert re.fullmatch(
+        re.escape("not woken: the thread blocks SIGURG, the wake signal, with signal.pthread_sigmask (it is in ")
+        + r"\w+, <string>:\d+\)"
+        + re.escape("; if it is blocked in C (time.sleep, Lock.acquire, I/O), it raises only when that call returns"),
+        wake,
+    ), wake
+
+
+def test_a_join_ended_by_hardstop_leaves_the_joined_thread_alive_and_waited_for() -> None:
+    # 3.10-3.12: threading's join released the running thread's own lock when an
+    # exception ended the wait, so it read as stopped and was not waited for at exit.
+    script = textwrap.dedent("""
+        import sys, threading, time, hardstop
+        phases_done = threading.Event()
+        def work():
+            try:
+                phases_done.wait(60)
+                time.sleep(0.2)  # the interpreter is exiting by now: it must wait for this thread
+            finally:
+                print("the worker's finally ran", flush=True)
+        worker = threading.Thread(target=work)
+        worker.start()
+        def join_within_deadline():
+            try:
+                with hardstop.deadline(0.1):
+                    worker.join()
+            except hardstop.DeadlineExceeded:
+                print("join ended by the deadline")
+        waiting = "_wait_for_tstate_lock" if sys.version_info < (3, 13) else "join"
+        def interrupt_once_joining(main):
+            end = time.monotonic() + 10
+            while sys._current_frames()[main.ident].f_code.co_name != waiting and time.monotonic() < end:
+                time.sleep(0.001)
+            hardstop.interrupt(main)
+        def join_until_interrupted():
+            main = threading.main_thread()
+            threading.Thread(target=interrupt_once_joining, args=(main,), daemon=True).start()
+            try:
+                worker.join()
+            except hardstop.Interrupted:
+                print("join ended by an interrupt")
+        for end_the_join in (join_within_deadline, join_until_interrupted):
+            end_the_join()
+            print("alive:", worker.is_alive())
+            worker.join(0.05)
+            print("alive after a second join:", worker.is_alive())
+        phases_done.set()
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "join ended by the deadline",
+        "alive: True",
+        "alive after a second join: True",
+        "join ended by an interrupt",
+        "alive: True",
+        "alive after a second join: True",
+        "the worker's finally ran",
+    ]
+
+
 def test_a_bad_signal_number_is_refused_and_changes_nothing() -> None:
     with pytest.raises(ValueError, match=re.escape("set_wake_signal() takes a signal that can be caught, not 100000.")):
         hardstop.set_wake_signal(100000)

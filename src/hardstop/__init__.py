@@ -6,7 +6,7 @@ from hardstop import _main_interpreter  # noqa: F401 - first: refuses a sub-inte
 from typing import TYPE_CHECKING, Any
 
 from hardstop._deadline import Deadline, deadline, deadline_at, timeout
-from hardstop._errors import AmbiguousThread, DeadlineExceeded, HardstopError, Interrupted, ThreadNotFound
+from hardstop._errors import AmbiguousThread, DeadlineExceeded, Expired, HardstopError, Interrupted, ThreadNotFound
 from hardstop._hardstop import Receipt, shield
 from hardstop._interrupt import interrupt
 from hardstop._kill import KillResult, kill
@@ -22,6 +22,7 @@ __all__ = [
     "AmbiguousThread",
     "Deadline",
     "DeadlineExceeded",
+    "Expired",
     "HardstopError",
     "Interrupted",
     "KillResult",

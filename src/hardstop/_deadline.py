@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
-from hardstop import _hardstop, _interrupt, _wake
+from hardstop import _hardstop, _interrupt, _own_threads, _wake
 from hardstop._errors import AmbiguousThread, DeadlineExceeded, ThreadNotFound, _DeadlinePassed
 from hardstop._hardstop import Deadline, deadline, deadline_at
 
@@ -153,7 +153,19 @@ def _watch() -> None:
 
 
 def _start_watchdog() -> None:
-    threading.Thread(target=_watch, name="hardstop-watchdog", daemon=True).start()
+    try:
+        _own_threads.start(_watch, "hardstop-watchdog", "watchdog, which fires every deadline of the process")
+    except RuntimeError as error:
+        if not getattr(threading, "_SHUTTING_DOWN", False):
+            raise
+        # 3.12 starts no thread once shutdown has begun, atexit handlers included.
+        version = f"{sys.version_info.major}.{sys.version_info.minor}"
+        raise RuntimeError(
+            "hardstop cannot enforce this deadline: it is the first of the process, and the watchdog thread that "
+            f"fires deadlines cannot start, because CPython {version} starts no new thread once the interpreter "
+            "has begun to shut down (atexit handlers run then). Enter a deadline before exit to start the "
+            "watchdog early (it then serves deadlines entered at exit too)."
+        ) from error
 
 
 def _after_fork_in_child() -> None:

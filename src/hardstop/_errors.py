@@ -57,10 +57,13 @@ class DeadlineExceeded(TimeoutError):
         return type(self), self.args
 
 
-class _DeadlinePassed(BaseException):
-    """Raised inside a deadline's block when it expires (a BaseException, so that
-    ``except Exception:`` in the guarded code does not swallow it); the block's
-    exit turns it into ``DeadlineExceeded``."""
+class Expired(BaseException):
+    """Raised inside a deadline's block when the deadline passes, or is made to
+    pass early (``Deadline.expire()``, a cancelled ``hardstop.futures`` task or
+    ``to_thread`` await). A ``BaseException``, as trio's ``Cancelled``, so that
+    ``except Exception:`` in the guarded code does not swallow it: catch it only
+    to clean up, and re-raise it. The block's exit turns it into
+    ``DeadlineExceeded``; ``scope`` is the deadline."""
 
     scope: Deadline
 
@@ -74,8 +77,11 @@ class _DeadlinePassed(BaseException):
         return _unpickled_deadline_passed, (str(self),)
 
 
-def _unpickled_deadline_passed(message: str) -> _DeadlinePassed:
-    error = _DeadlinePassed.__new__(_DeadlinePassed)
+_DeadlinePassed = Expired  # its name inside hardstop, from before it was public
+
+
+def _unpickled_deadline_passed(message: str) -> Expired:
+    error = Expired.__new__(Expired)
     BaseException.__init__(error, message)
     return error
 

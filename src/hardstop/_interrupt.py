@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 
-from hardstop import _hardstop, _protected, _wake  # noqa: F401 - _protected binds on import
+from hardstop import _hardstop, _own_threads, _protected, _wake  # noqa: F401 - _protected binds on import
 from hardstop._errors import AmbiguousThread, Interrupted
 from hardstop._hardstop import Receipt
 from hardstop._targets import resolve
@@ -123,7 +123,7 @@ def _pump() -> None:
 
 def _start_pump() -> None:
     try:
-        threading.Thread(target=_pump, name="hardstop-pump", daemon=True).start()
+        _own_threads.start(_pump, "hardstop-pump", "pump, which arms queued interrupts and wakes their targets")
     except RuntimeError:
         # "can't create new thread at interpreter shutdown" (atexit, 3.12+): what is
         # queued stays pending, and ends undelivered as the interpreter drops its thread.

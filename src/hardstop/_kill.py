@@ -10,6 +10,7 @@ is (its stack) and why hardstop could not reach it, from the last receipt.
 from __future__ import annotations
 
 import linecache
+import signal
 import sys
 import threading
 import time
@@ -17,14 +18,15 @@ import traceback
 from dataclasses import dataclass
 from types import FrameType
 
-from hardstop import _wake
+from hardstop import _own_threads, _wake
 from hardstop._errors import Interrupted, ThreadNotFound, non_negative_seconds
-from hardstop._hardstop import Receipt, current_frame, in_protected_code, is_armed, still_handling
+from hardstop._hardstop import Receipt, current_frame, in_protected_code, is_armed, still_handling, thread_idents
 from hardstop._interrupt import _carrier_for, _exception_instance, interrupt
 
 # How often kill() looks at the thread while it waits. After a delivery, a thread
 # that is still alive and out of its handler one look later swallowed it.
 _LOOK_EVERY = 0.05
+_DUMMY_POLL = 0.005  # a thread that threading cannot join is polled this often
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,12 @@ def kill(thread: threading.Thread, timeout: float = 5.0, exc: object = Interrupt
         raise RuntimeError(f"kill() cannot stop the calling thread {thread!r}: it would wait for itself.")
     if thread.ident is None:
         raise RuntimeError(f"kill() cannot stop {thread!r}: it was never started.")
+    role = _own_threads.role_of(thread)
+    if role is not None:
+        raise RuntimeError(
+            f"kill() refuses to stop {thread!r}: it is hardstop's own {role}; "
+            "it is a daemon thread that ends with the process, so leave it out."
+        )
     _carrier_for(type(_exception_instance(exc)))  # refuse a bad exception now, not at the first interrupt
     start = time.monotonic()
     end = start + seconds
@@ -73,29 +81,48 @@ def kill(thread: threading.Thread, timeout: float = 5.0, exc: object = Interrupt
             "The interpreter is shutting down: other threads run no more Python code, so none can be interrupted; "
             "this one stays where it is until the process exits.",
         )
-    if not thread.is_alive():
+    if not _alive(thread):
         return result(True, "It had already finished.")
     while True:
         if not receipts or _needs_another(receipts[-1], thread):
             try:
                 receipts.append(interrupt(thread, exc))
             except ThreadNotFound:
-                thread.join(max(0.0, end - time.monotonic()))  # its thread state is gone: it is ending
+                _wait_for_end(thread, end - time.monotonic())  # its thread state is gone: it is ending
                 break
             last_sent = time.monotonic()
         remaining = end - time.monotonic()
         if remaining <= 0:
             break
-        thread.join(min(remaining, _LOOK_EVERY))
-        if not thread.is_alive():
+        _wait_for_end(thread, min(remaining, _LOOK_EVERY))
+        if not _alive(thread):
             break
-    if not thread.is_alive():
+    if not _alive(thread):
         count = len(receipts)
         return result(True, f"It ended after {count} interrupt{'s' if count != 1 else ''}.")
     for receipt in receipts[:-1]:
         receipt.cancel()  # none left behind to land once it is out of its handler
     frame = current_frame(thread.ident or 0)
     return result(False, _why_alive(receipts, thread, time.monotonic() - last_sent, frame), _stack(frame))
+
+
+def _alive(thread: threading.Thread) -> bool:
+    """Whether ``thread`` still runs. A thread started outside ``threading`` (by C
+    code or ``_thread``) has a ``_DummyThread`` that always says it is alive and
+    cannot be joined: it runs as long as a thread state of its ident exists."""
+    if isinstance(thread, threading._DummyThread):
+        return thread.ident in thread_idents()
+    return thread.is_alive()
+
+
+def _wait_for_end(thread: threading.Thread, seconds: float) -> None:
+    """Wait up to ``seconds`` for ``thread`` to end."""
+    if not isinstance(thread, threading._DummyThread):
+        thread.join(max(0.0, seconds))
+        return
+    end = time.monotonic() + seconds
+    while _alive(thread) and (remaining := end - time.monotonic()) > 0:
+        time.sleep(min(remaining, _DUMMY_POLL))
 
 
 def _needs_another(receipt: Receipt, thread: threading.Thread) -> bool:
@@ -134,6 +161,12 @@ def _why_alive(receipts: list[Receipt], thread: threading.Thread, age: float, fr
 
 
 def _blocked_why(thread: threading.Thread) -> str:
+    signum = _wake.wake_signal()
+    if signum is not None and _wake._blocks_signal(thread.ident or 0, signum):
+        return (
+            f"It blocks {signal.Signals(signum).name}, the wake signal, with signal.pthread_sigmask, so it is not "
+            "woken; the interrupt stays armed and is raised when its call into C returns."
+        )
     if thread is threading.main_thread():
         return "It is blocked in a call that the wake signal does not end, or the signal is turned off."
     if _wake._SIGNAL_WORKERS and _wake.wake_signal() is not None:

@@ -48,46 +48,93 @@ Requests armed later by the pump (queued behind another) are woken the same way.
 from __future__ import annotations
 
 import _thread
+import os
 import signal
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from types import FrameType, TracebackType
 from typing import Any
 
+from hardstop import _join, _own_threads  # noqa: F401 - _join mends Thread.join on import
 from hardstop._errors import non_negative_seconds
-from hardstop._hardstop import Receipt, current_frame, in_protected_code, is_armed
+from hardstop._hardstop import Receipt, current_frame, in_protected_code, is_armed, shield
 
 _LOCK_PATIENCE = 0.05  # seconds the interrupter waits for a busy condition lock
 _CONDITION_WAIT = threading.Condition.wait.__code__
 
-_unblockers: dict[int, list[_Unblocker]] = {}
 
 _wake_signal: int | None = None  # the signal our handler is installed on, if any
 _chained: object = None  # the handler that was installed before ours
-# Before 3.15 the armed exception is raised as our handler starts, so its body
-# only runs for others' signals. On 3.15+ (gh-144748) an interrupted wait raises
-# it before the handler runs, and the handler then runs with nothing armed: count
-# the signals we send, so that those are not passed on to the chained handler.
-_COUNT_OWN_SIGNALS = sys.version_info >= (3, 15)
+# Receipts whose wake signal no run of our handler has used up yet. A request
+# armed when the handler starts is raised at its first instruction, so its body
+# never runs for it; the body runs for a signal of ours only when the request was
+# raised elsewhere first, or withdrawn (a cancel, a deadline's block left), or on
+# 3.15+ (gh-144748: the interrupted wait raises it before handlers run). Those
+# runs are ours, not the chained handler's. Pending signals merge into one run,
+# so a request raised as the handler started used up every signal sent before it.
+_signalled: list[Receipt] = []
 # 3.15+ also let a signal end a worker's system call with its pending exception.
 # The handler is installed without SA_RESTART (signal.signal never sets it).
 _SIGNAL_WORKERS = sys.version_info >= (3, 15)
-_own_signals = 0
+_THREADS: dict[int, threading.Thread] = threading._active  # type: ignore[attr-defined] # threading's ident -> Thread
 
 
 class _Unblocker:
-    __slots__ = ("active", "callback", "lock")
+    __slots__ = ("active", "callback", "frame", "lock", "offset")
 
     def __init__(self, callback: Callable[[], object]) -> None:
         self.callback = callback
         self.lock = threading.Lock()
         self.active = True
+        self.frame: FrameType | None = None  # of the with statement, while its block is open
+        self.offset = -1  # and the instruction there that entered it
+
+
+class _Stack:
+    """One thread's open ``unblocking`` blocks, innermost last. It lives in a
+    ``threading.local``, so it goes with its thread, never to the next thread
+    that CPython gives the same ident."""
+
+    __slots__ = ("__weakref__", "entries")
+
+    def __init__(self) -> None:
+        self.entries: list[_Unblocker] = []
+
+
+_local = threading.local()
+_stacks: weakref.WeakValueDictionary[int, _Stack] = weakref.WeakValueDictionary()  # ident -> that thread's
+
+
+def _own_stack() -> _Stack:
+    stack: _Stack | None = getattr(_local, "stack", None)
+    if stack is None:
+        stack = _local.stack = _Stack()
+        _stacks[threading.get_ident()] = stack
+    return stack
+
+
+def _on_stack(frame: FrameType | None) -> set[int]:
+    """The ids of ``frame`` and its callers."""
+    ids = set()
+    while frame is not None:
+        ids.add(id(frame))
+        frame = frame.f_back
+    return ids
 
 
 class unblocking:
-    """``with hardstop.unblocking(callback):`` how an interrupt can end this thread's wait."""
+    """``with hardstop.unblocking(callback):`` how an interrupt can end this thread's wait.
+
+    An interrupt that lands while the block is being entered or left must not
+    leave the entry behind (later interrupts would call its callback instead of
+    waking the wait they find): both run inside a shield, and an entry whose
+    block was left without ``__exit__`` (an exception at its very first
+    instruction) is ignored once its frame is gone, and dropped when the same
+    ``with`` statement is entered again.
+    """
 
     def __init__(self, callback: Callable[[], object]) -> None:
         if not callable(callback):
@@ -95,26 +142,69 @@ class unblocking:
         self._entry = _Unblocker(callback)
 
     def __enter__(self) -> None:
-        _unblockers.setdefault(threading.get_ident(), []).append(self._entry)
+        entry = self._entry
+        try:
+            with shield():
+                stack = _own_stack()
+                if stack.entries:
+                    _drop_stale(stack, sys._getframe(1))
+                entry.frame = sys._getframe(1)
+                entry.offset = entry.frame.f_lasti
+                stack.entries.append(entry)
+        except BaseException:
+            # A request held back meanwhile was raised as the shield ended: the block is not entered.
+            _remove(entry)
+            raise
 
     def __exit__(
         self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
     ) -> None:
-        ident = threading.get_ident()
-        stack = _unblockers[ident]
-        stack.remove(self._entry)  # first: no interrupter can find it from here on
-        if not stack:
-            del _unblockers[ident]
-        with self._entry.lock:  # and one that already found it has finished with it
-            self._entry.active = False
+        with shield():
+            _remove(self._entry)  # first: no interrupter can find it from here on
+
+    def __repr__(self) -> str:
+        return f"hardstop.unblocking({self._entry.callback!r})"
+
+
+def _remove(entry: _Unblocker) -> None:
+    stack = _own_stack()
+    if entry in stack.entries:
+        stack.entries.remove(entry)
+    with entry.lock:  # and one that already found it has finished with it
+        entry.active = False
+        entry.frame = None
+
+
+def _drop_stale(stack: _Stack, caller: FrameType) -> None:
+    """Drop the entries of blocks left without ``__exit__``: the same ``with``
+    statement entered again, or a frame no longer running."""
+    running = _on_stack(caller)
+    for entry in list(stack.entries):
+        frame = entry.frame
+        if frame is None or id(frame) not in running or (frame is caller and entry.offset == caller.f_lasti):
+            stack.entries.remove(entry)
+            entry.active = False
+            entry.frame = None
+
+
+def _innermost_unblocker(ident: int) -> _Unblocker | None:
+    """The target's innermost open ``unblocking`` block, if any: one whose frame
+    is on its stack now."""
+    stack = _stacks.get(ident)
+    if stack is None or not stack.entries:
+        return None
+    running = _on_stack(current_frame(ident))
+    for entry in reversed(stack.entries):
+        if entry.active and id(entry.frame) in running:
+            return entry
+    return None
 
 
 def _call_unblocker(receipt: Receipt) -> bool:
     """Call the target's innermost unblocker if ``receipt`` is armed; True if called."""
-    stack = _unblockers.get(receipt.ident)
-    if not stack:
+    entry = _innermost_unblocker(receipt.ident)
+    if entry is None:
         return False
-    entry = stack[-1]
     with entry.lock:
         if not entry.active or not is_armed(receipt):
             return False
@@ -208,9 +298,12 @@ def wake_armed(receipt: Receipt) -> None:
 
 def _wake_condition_in_helper(condition: Any, waiter: Any, receipt: Receipt) -> None:
     receipt.wake = "Condition.wait: its lock is busy; a helper thread ends the wait once it gets it"
-    threading.Thread(
-        target=_wake_condition_later, args=(condition, waiter, receipt), name="hardstop-wake", daemon=True
-    ).start()
+    _own_threads.start(
+        _wake_condition_later,
+        "hardstop-wake",
+        "helper that ends a Condition wait for an interrupt",
+        (condition, waiter, receipt),
+    )
 
 
 def _wake_without_condition(receipt: Receipt, frame: FrameType | None) -> None:
@@ -223,16 +316,16 @@ def _signal_thread(receipt: Receipt) -> bool:
     """Send the wake signal to the target: the main thread on any version, a
     worker on 3.15+ (where a system call interrupted by a signal raises the
     pending exception in the thread it ran in, gh-144748)."""
-    global _own_signals
     main = receipt.ident == threading.main_thread().ident
     if (
         (main or _SIGNAL_WORKERS)
         and _wake_signal is not None
         and is_armed(receipt)
         and signal.getsignal(_wake_signal) is _on_wake_signal
+        and not _blocks_signal(receipt.ident, _wake_signal)
     ):
-        if _COUNT_OWN_SIGNALS:
-            _own_signals += 1
+        _drop_used_up()
+        _signalled.append(receipt)
         signal.pthread_kill(receipt.ident, _wake_signal)
         name = signal.Signals(_wake_signal).name
         receipt.wake = (
@@ -245,12 +338,34 @@ def _signal_thread(receipt: Receipt) -> bool:
     return False
 
 
+def _blocks_signal(ident: int, signum: int) -> bool:
+    """Whether thread ``ident`` blocks ``signum`` (``signal.pthread_sigmask``), where
+    the mask can be read: Linux shows every thread's in /proc. Elsewhere False."""
+    thread = _THREADS.get(ident)
+    native_id = getattr(thread, "native_id", None)
+    if native_id is None:
+        return False
+    try:
+        with open(f"/proc/self/task/{native_id}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("SigBlk:"):
+                    return bool(int(line.split()[1], 16) >> (signum - 1) & 1)
+    except (OSError, ValueError):
+        pass
+    return False
+
+
 _NOT_WOKEN_TAIL = "; if it is blocked in C (time.sleep, Lock.acquire, I/O), it raises only when that call returns"
 
 
 def _not_woken(ident: int, frame: FrameType | None) -> str:
     """Why nothing was done, and where the target stands."""
-    if ident == threading.main_thread().ident:
+    main = ident == threading.main_thread().ident
+    signum = wake_signal()
+    if signum is not None and (main or _SIGNAL_WORKERS) and _blocks_signal(ident, signum):
+        name = signal.Signals(signum).name
+        why = f"not woken: the thread blocks {name}, the wake signal, with signal.pthread_sigmask"
+    elif main:
         why = "not woken: no wake signal is installed for the main thread"
     else:
         why = "not woken: no wait hardstop can end was found in this worker thread"
@@ -261,12 +376,31 @@ def _not_woken(ident: int, frame: FrameType | None) -> str:
 
 
 def _on_wake_signal(signum: int, frame: FrameType | None) -> None:
-    global _own_signals
-    if _own_signals:
-        _own_signals -= 1
+    _drop_used_up()
+    if _signalled:
+        _signalled.clear()  # this run is the one our signals caused
         return
     if callable(_chained):
         _chained(signum, frame)
+
+
+def _drop_used_up() -> None:
+    """Forget the signals used up by a request raised as the handler started."""
+    for index in range(len(_signalled) - 1, -1, -1):
+        if _raised_by_handler(_signalled[index]):
+            del _signalled[: index + 1]
+            return
+
+
+def _raised_by_handler(receipt: Receipt) -> bool:
+    if receipt.status != "delivered":
+        return False
+    traceback = receipt.exception.__traceback__
+    if traceback is None:
+        return False
+    while traceback.tb_next is not None:
+        traceback = traceback.tb_next
+    return traceback.tb_frame.f_code is _on_wake_signal.__code__
 
 
 _UNCATCHABLE = {getattr(signal, name) for name in ("SIGKILL", "SIGSTOP") if hasattr(signal, name)}
@@ -322,7 +456,7 @@ def _install_default() -> None:
 def arm_and_wake(ident: int, arm: Callable[[], Receipt]) -> Receipt:
     """Arm with ``arm()`` and end the target's wait, holding a condition's lock
     across both when the target waits on one."""
-    if ident in _unblockers:
+    if _innermost_unblocker(ident) is not None:
         receipt = arm()
         if is_armed(receipt):
             wake_armed(receipt)
@@ -363,6 +497,21 @@ def _note_queued(receipt: Receipt) -> None:
         )
     elif receipt.status == "pending":
         receipt.wake = "not yet: queued behind an earlier request, and woken when it is armed"
+
+
+def _after_fork_in_child() -> None:
+    """Only the forking thread survives: forget the others' blocks and signals,
+    and renew the locks of its own (an interrupter may have held one)."""
+    mine = _stacks.get(threading.get_ident())
+    _stacks.clear()
+    if mine is not None:
+        _stacks[threading.get_ident()] = mine
+        for entry in mine.entries:
+            entry.lock = threading.Lock()
+    _signalled.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def sleep(seconds: float) -> None:

@@ -11,26 +11,34 @@ inside its own ``hardstop.deadline`` scope (infinite unless given a timeout):
 * ``submit_with_timeout(fn, timeout, ...)``: the scope's deadline, counted from
   when the task starts; the future fails with ``hardstop.DeadlineExceeded``.
 * ``shutdown(cancel_futures=True)`` also stops the running tasks, and waits for
-  the workers at most ``stop_timeout`` seconds (a ``RuntimeWarning`` names the
-  tasks still running then).
+  the workers at most ``stop_timeout`` seconds (a ``RuntimeWarning`` names every
+  task still running then, cancelled earlier or not, by the call as submitted).
 
 The standard executor runs a wrapper (``_Task.run``) that drives the future the
-caller holds; its own future for the wrapper is internal.
+caller holds; its own future for the wrapper is internal, and passes on what
+only the standard executor knows (``BrokenThreadPool`` when an initializer
+failed). A task is known to the executor until it has left its worker, not
+only until its future is done: a cancelled task may still be running.
+Done-callbacks run after the future's lock is released, as in the standard
+executor.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
+import contextvars
 import math
+import reprlib
 import threading
 import time
 import warnings
 from collections.abc import Callable
-from concurrent.futures._base import CANCELLED_AND_NOTIFIED, RUNNING
+from concurrent.futures._base import CANCELLED_AND_NOTIFIED, PENDING, RUNNING
 from typing import Any, ParamSpec, TypeVar
 
 from hardstop._deadline import deadline
-from hardstop._errors import DeadlineExceeded
+from hardstop._errors import DeadlineExceeded, non_negative_seconds
 from hardstop._hardstop import Deadline, current_frame, shield
 
 P = ParamSpec("P")
@@ -47,14 +55,18 @@ class Future(concurrent.futures.Future[T]):
 
         True when the future is (now) cancelled; False once it had finished. A
         running task whose thread is blocked where hardstop cannot wake it stops
-        when that call returns; the future reads cancelled at once.
+        when that call returns; the future reads cancelled at once. A task that
+        cancels its own future is not interrupted (it is the caller, and may be
+        cancelling the rest of its batch): its future ends cancelled at once,
+        and what the task returns or raises later is dropped.
         """
         if super().cancel():
             return True
         with self._condition:
             if self._state != RUNNING:
                 return False
-        self._task.stop()
+        if threading.current_thread() is not self._task.thread:
+            self._task.stop()
         with self._condition:
             if self._state != RUNNING:
                 return self.cancelled()
@@ -70,10 +82,17 @@ class _Task:
     """Runs ``fn`` in a worker, inside a deadline scope another thread can expire."""
 
     def __init__(
-        self, future: Future[Any], fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float
+        self,
+        future: Future[Any],
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        timeout: float,
+        context: contextvars.Context | None = None,
     ) -> None:
         self.future = future
         self.fn, self.args, self.kwargs = fn, args, kwargs
+        self.context = context  # to_thread's copy of the caller's context variables
         self.timeout = timeout
         self.thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -96,7 +115,10 @@ class _Task:
                     stop_now = self._stop_requested
                 if stop_now:
                     scope.expire()
-                result = self.fn(*self.args, **self.kwargs)
+                if self.context is not None:
+                    result = self.context.run(self.fn, *self.args, **self.kwargs)
+                else:
+                    result = self.fn(*self.args, **self.kwargs)
         except DeadlineExceeded as error:
             if error.scope is not self._scope or not self._stop_requested:
                 self._finish(exception=error)  # its timeout, or its own deadline's
@@ -111,13 +133,15 @@ class _Task:
                 self.on_exit()
 
     def _finish(self, result: Any = None, exception: BaseException | None = None) -> None:
-        with self.future._condition:
-            if self.future._state != RUNNING:
-                return  # cancelled while it ran: the result is dropped
+        # Not under the future's lock: set_result() runs the done-callbacks after
+        # releasing it, and a callback may wait for a thread that needs it.
+        try:
             if exception is None:
                 self.future.set_result(result)
             else:
                 self.future.set_exception(exception)
+        except concurrent.futures.InvalidStateError:
+            pass  # cancelled while it ran: the result is dropped
 
     def stop(self) -> None:
         with self._lock:
@@ -126,20 +150,39 @@ class _Task:
         if scope is not None:
             scope.expire()
 
+    def call(self) -> str:
+        """The call as the user made it, e.g. ``time.sleep(8)``."""
+        fn = self.fn
+        module, name = getattr(fn, "__module__", None), getattr(fn, "__qualname__", None)
+        named = f"{module}.{name}" if module and name else name or repr(fn)
+        arguments = [_short.repr(arg) for arg in self.args]
+        arguments += [f"{key}={_short.repr(value)}" for key, value in self.kwargs.items()]
+        return f"{named}({', '.join(arguments)})"
+
     def where(self) -> str:
         thread = self.thread
         frame = current_frame(thread.ident or 0) if thread is not None else None
-        if frame is None:
-            return f"{self.fn!r}"
-        return f"{self.fn!r} at {frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}"
+        if frame is None or frame.f_code is _Task.run.__code__:
+            return self.call()  # not started or left, or inside a C function: no frame of the user's
+        return f"{self.call()} at {frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}"
+
+
+_short = reprlib.Repr()
+_short.maxstring = _short.maxother = 60
 
 
 class ThreadPoolExecutor(concurrent.futures.ThreadPoolExecutor):
     """``concurrent.futures.ThreadPoolExecutor`` whose futures can stop running tasks."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._tasks: set[_Task] = set()
+    def __init__(
+        self,
+        max_workers: int | None = None,
+        thread_name_prefix: str = "",
+        initializer: Callable[..., object] | None = None,
+        initargs: tuple[Any, ...] = (),
+    ) -> None:
+        super().__init__(max_workers, thread_name_prefix, initializer, initargs)
+        self._tasks: set[_Task] = set()  # submitted and not yet left their worker
         self._tasks_lock = threading.Lock()
 
     def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
@@ -159,9 +202,24 @@ class ThreadPoolExecutor(concurrent.futures.ThreadPoolExecutor):
         future._task = task
         with self._tasks_lock:
             self._tasks.add(task)
-        future.add_done_callback(lambda _: self._forget(task))
-        super().submit(task.run)
+        try:
+            inner = super().submit(task.run)
+        except BaseException:  # BrokenThreadPool, or shut down: nothing was queued
+            self._forget(task)
+            raise
+        inner.add_done_callback(lambda inner: self._left(task, inner))
         return future
+
+    def _left(self, task: _Task, inner: concurrent.futures.Future[None]) -> None:
+        """The wrapper is done: it ran, or the pool dropped it (a failed initializer)."""
+        self._forget(task)
+        error = None if inner.cancelled() else inner.exception()
+        if error is not None:
+            with task.future._condition:
+                pending = task.future._state == PENDING
+            if pending:
+                with contextlib.suppress(concurrent.futures.InvalidStateError):
+                    task.future.set_exception(error)
 
     def _forget(self, task: _Task) -> None:
         with self._tasks_lock:
@@ -170,6 +228,11 @@ class ThreadPoolExecutor(concurrent.futures.ThreadPoolExecutor):
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False, stop_timeout: float = 5.0) -> None:
         """As the standard ``shutdown()``; with ``cancel_futures``, running tasks are
         stopped too, and ``wait`` waits at most ``stop_timeout`` seconds for them."""
+        stop_timeout = non_negative_seconds(
+            stop_timeout,
+            "ThreadPoolExecutor.shutdown()'s stop_timeout takes a number of seconds",
+            "ThreadPoolExecutor.shutdown()'s stop_timeout takes a non-negative number of seconds",
+        )
         if not cancel_futures:
             super().shutdown(wait=wait)
             return
@@ -177,16 +240,17 @@ class ThreadPoolExecutor(concurrent.futures.ThreadPoolExecutor):
             tasks = list(self._tasks)
         for task in tasks:
             task.future.cancel()
+            task.stop()  # also one whose future was cancelled earlier without stopping it (its own cancel())
         super().shutdown(wait=False, cancel_futures=True)
         if not wait:
             return
         end = time.monotonic() + stop_timeout
         for thread in list(self._threads):
-            thread.join(max(0.0, end - time.monotonic()))
+            thread.join(None if stop_timeout == math.inf else max(0.0, end - time.monotonic()))
         stuck = [task.where() for task in tasks if task.thread is not None]
         if stuck:
             warnings.warn(
-                f"ThreadPoolExecutor.shutdown(): {len(stuck)} task(s) still running after {stop_timeout} s: "
+                f"ThreadPoolExecutor.shutdown(): {len(stuck)} task(s) still running after {stop_timeout:g} s: "
                 + "; ".join(stuck),
                 RuntimeWarning,
                 stacklevel=2,

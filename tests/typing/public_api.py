@@ -5,9 +5,15 @@ from __future__ import annotations
 
 import sys
 import threading
+from collections.abc import Callable
 from typing import assert_type
 
+import anyio
+
 import hardstop
+import hardstop.anyio
+import hardstop.wsgi
+from hardstop.futures import Future, ThreadPoolExecutor
 
 
 def use_everything(worker: threading.Thread) -> None:
@@ -87,3 +93,34 @@ def commit(rows: list[int]) -> int:
 
 assert_type(fetch("x"), bytes)
 assert_type(commit([1, 2]), int)
+
+
+async def run_in_threads() -> None:
+    assert_type(await hardstop.to_thread(fetch, "x", retries=2), bytes)
+    assert_type(await hardstop.to_thread(fetch, "x", stop_timeout=1.0), bytes)
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="fetch", initializer=print, initargs=()) as pool:
+        assert_type(pool.submit(fetch, "x"), Future[bytes])
+        assert_type(pool.submit_with_timeout(fetch, 2.0, "x"), Future[bytes])
+
+
+def web(app: hardstop.wsgi.WSGIApp) -> None:
+    limited = hardstop.wsgi.TimeLimit(app, 30, report_after=1.0)
+    assert_type(limited.seconds, float | None)
+
+    @hardstop.wsgi.time_limit(120)
+    def report(environ: dict[str, object], start_response: hardstop.wsgi.StartResponse) -> list[bytes]:
+        return [b""]
+
+    @hardstop.wsgi.streaming
+    def events(environ: dict[str, object], start_response: hardstop.wsgi.StartResponse) -> list[bytes]:
+        return [b""]
+
+    def start(status: str, headers: list[tuple[str, str]]) -> Callable[[bytes], object]:
+        return print
+
+    assert_type(report({}, start), list[bytes])  # the decorators keep the view's type
+    assert_type(events({}, start), list[bytes])
+
+
+async def in_a_thread(limiter: anyio.CapacityLimiter) -> None:
+    assert_type(await hardstop.anyio.run_sync(commit, [1, 2], limiter=limiter), int)
