@@ -1,6 +1,7 @@
 # deadline() and deadline_at(): the scope, its entry, exit, cancel and expire.
 
 from contextlib import _GeneratorContextManager
+from types import FrameType as _FrameType
 
 from hardstop._errors import DeadlineExceeded, _DeadlinePassed
 
@@ -43,23 +44,30 @@ cdef inline double _number(object value, str what) except? -1.0:
     return number
 
 
-def deadline(seconds):
+def deadline(seconds, *, raises=None):
     """``with hardstop.deadline(seconds) as scope:`` raise in this block once
     ``seconds`` have passed; it leaves the block as ``hardstop.DeadlineExceeded``.
-    ``None``: no limit (``math.inf``)."""
+    ``None``: no limit (``math.inf``).
+
+    With ``raises`` (an exception class or instance), that exception is raised
+    in the block instead, once (the block may catch it), and leaves it as itself."""
     if seconds is None:
         seconds = _INF
     cdef double span = _number(seconds, "hardstop.deadline()")
     cdef Deadline scope = Deadline.__new__(Deadline)
+    if raises is not None:
+        scope._raises, scope._raises_carrier = _chosen_exception(raises, "hardstop.deadline()")
     scope.when = _monotonic() + span
     scope.seconds = seconds
     return scope
 
 
-def deadline_at(when):
+def deadline_at(when, *, raises=None):
     """Like ``deadline()``, at an absolute ``time.monotonic()`` value."""
     cdef Deadline scope = Deadline.__new__(Deadline)
     scope.when = _number(when, "hardstop.deadline_at()")
+    if raises is not None:
+        scope._raises, scope._raises_carrier = _chosen_exception(raises, "hardstop.deadline_at()")
     return scope
 
 
@@ -81,6 +89,8 @@ cdef class Deadline:
     cdef public str label   # what it guards, named instead of where it was set (e.g. by hardstop.futures)
     cdef int _line
     cdef bint _wrapper      # entered in a generator run as a context manager (see above)
+    cdef object _raises           # the exception chosen with raises=, or None for the private expiry
+    cdef object _raises_carrier   # and its carrier class
 
     def __cinit__(self):
         self._slot = -1
@@ -89,17 +99,37 @@ cdef class Deadline:
         raise TypeError("Deadline objects are made by hardstop.deadline() or hardstop.deadline_at().")
 
     def __enter__(self):
+        cdef PyFrameObject *frame = PyEval_GetFrame()
+        return self._enter(<object><PyObject *>frame if frame != NULL else None)
+
+    def enter_for(self, frame):
+        """Enter the scope on behalf of ``frame``, a frame running in the calling
+        thread (``sys._getframe(1)`` in a context manager's ``__enter__``): its
+        block is that frame's, and it fires while that frame runs. Leave it with
+        ``__exit__()``, as a with statement would."""
+        cdef PyFrameObject *current = PyEval_GetFrame()
+        if not isinstance(frame, _FrameType):
+            raise TypeError(f"Deadline.enter_for() takes a frame (e.g. sys._getframe(1)), "
+                            f"not {type(frame).__name__} {frame!r}.")
+        running = <object><PyObject *>current if current != NULL else None
+        while running is not None and running is not frame:
+            running = running.f_back
+        if running is None:
+            raise ValueError(f"{self!r} cannot be entered for {frame!r}: that frame is not running "
+                             "in the calling thread.")
+        return self._enter(frame)
+
+    cdef object _enter(self, object frame):
+        """Enter for ``frame`` (None: no Python frame calls), whose block it guards."""
         global _watchdog_running
         cdef unsigned long ident = PyThread_get_thread_ident()
         cdef _ThreadScopes scopes
-        cdef PyFrameObject *frame
         if self._entered:
             raise RuntimeError(f"{self!r} was entered already: use one per with statement.")
-        frame = PyEval_GetFrame()
-        if frame != NULL and (<object><PyObject *>frame).f_code.co_flags & _CO_ASYNC:
+        if frame is not None and frame.f_code.co_flags & _CO_ASYNC:
             raise RuntimeError(
                 f"hardstop.deadline() cannot guard a block in the coroutine "
-                f"{(<object><PyObject *>frame).f_code.co_name}(): "
+                f"{frame.f_code.co_name}(): "
                 "while it awaits, the event loop runs other tasks, and the expiry would land in them. "
                 "Use asyncio.timeout() (or anyio.fail_after()) in async code, and hardstop.to_thread() "
                 "to run blocking code under a limit."
@@ -110,9 +140,11 @@ cdef class Deadline:
             _raise_armed_now(ident)
             self._entered = self._expired = True
             self._ident = ident
-            if frame != NULL:
-                self._line = PyFrame_GetLineNumber(frame)
-                self._code = (<object><PyObject *>frame).f_code
+            if frame is not None:
+                self._line = PyFrame_GetLineNumber(<PyFrameObject *>frame)
+                self._code = frame.f_code
+            if self._raises is not None:
+                raise self._raises
             raise DeadlineExceeded(self)
         if self.when < _INF and hardstop_is_finalizing():
             # The watchdog is a daemon thread, and daemon threads are stopped for good.
@@ -139,10 +171,10 @@ cdef class Deadline:
         self._ident = ident
         scopes.entered += 1
         self._level = scopes.entered
-        if frame != NULL:
-            self._frame = <object><PyObject *>frame
-            self._line = PyFrame_GetLineNumber(frame)
-            self._code = self._frame.f_code
+        if frame is not None:
+            self._frame = frame
+            self._line = PyFrame_GetLineNumber(<PyFrameObject *>frame)
+            self._code = frame.f_code
             if self._code.co_flags & _CO_GENERATOR:
                 self._wrapper = _run_as_context_manager(self._frame)
         if self.when < _INF:

@@ -22,6 +22,7 @@ cdef bint _watchdog_running = False
 cdef object _expiry_carrier = None
 cdef object _start_watchdog = None
 cdef object _fire_now = None
+cdef object _chosen_exception = None   # raises= -> (instance, carrier), bound by hardstop._deadline
 
 
 _wakeup = allocate_lock()     # held; released to wake the watchdog early
@@ -112,7 +113,13 @@ cdef void _unschedule(Deadline scope) noexcept:
 
 
 cdef void _expiry_delivered(Deadline scope) except *:
-    """Its expiry was raised in the block; if the block goes on, fire again soon."""
+    """Its expiry was raised in the block; if the block goes on, fire again soon
+    (not an exception chosen with raises=: the block may catch that one)."""
+    if scope._raises is None:
+        _refire_soon(scope)
+
+
+cdef void _refire_soon(Deadline scope) except *:
     if scope._open and not scope._withdrawn and scope._slot < 0:
         _schedule(scope, _monotonic() + _REFIRE_AFTER)
 
@@ -180,7 +187,10 @@ def fire(Deadline scope):
         # with statement's body runs: that is when it must fire.)
         scope._close()
         raise NotFired("abandoned")
-    receipt = _arm_request(None, target, _DeadlinePassed(scope), _expiry_carrier, level, scope)
+    if scope._raises is not None:
+        receipt = _arm_request(None, target, scope._raises, scope._raises_carrier, level, scope)
+    else:
+        receipt = _arm_request(None, target, _DeadlinePassed(scope), _expiry_carrier, level, scope)
     scope._expired = True
     if scope._receipts is None:
         scope._receipts = []
@@ -227,8 +237,9 @@ def release_watchdog():
     _watchdog_running = False
 
 
-def _bind_deadlines(carrier, start_watchdog, fire_now):
-    global _expiry_carrier, _start_watchdog, _fire_now
+def _bind_deadlines(carrier, start_watchdog, fire_now, chosen_exception):
+    global _expiry_carrier, _start_watchdog, _fire_now, _chosen_exception
     _expiry_carrier = carrier
+    _chosen_exception = chosen_exception
     _start_watchdog = start_watchdog
     _fire_now = fire_now

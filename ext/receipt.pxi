@@ -267,7 +267,10 @@ def deliver(cls, *args):
 
 cdef void _delivered(Receipt receipt, unsigned long ident) except *:
     _finish(receipt, DELIVERED, None)
-    _handling[ident] = <Py_ssize_t><PyObject *>receipt.exception   # the next waits until it is handled
+    if receipt._scope is None or (<Deadline>receipt._scope)._raises is None:
+        _handling[ident] = <Py_ssize_t><PyObject *>receipt.exception   # the next waits until it is handled
+    # (Not a deadline's chosen exception: the block handles that one as its own, and
+    # an outer deadline may end the handler, as a hard time limit ends a soft one's clean-up.)
     _last_delivered[ident] = receipt
     _watch_unraisable()
     if receipt._scope is not None:

@@ -45,4 +45,6 @@ cdef bint _swallowed(unsigned long ident, object error) except -1:
     receipt._status = UNDELIVERED
     receipt.reason = _SWALLOWED
     _handling.pop(ident, None)   # nothing handles it: the next request may be armed
+    if receipt._scope is not None and (<Deadline>receipt._scope)._raises is not None:
+        _refire_soon(<Deadline>receipt._scope)   # it fires once, but its block never saw this one
     return receipt._scope is not None

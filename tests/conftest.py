@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import _thread
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -156,3 +157,72 @@ def native(tmp_path_factory):
     finally:
         sys.path.remove(str(out))
     return hardstop_testext, hardstop_cyconsumer
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory):
+    """A real Redis server (Debian's ``redis-server``) on a free loopback port, with no
+    persistence, for the task-queue tests; stopped by its pid at the end of the session."""
+    server = shutil.which("redis-server")
+    if server is None:
+        pytest.fail("redis-server is not installed: apt-get install redis-server (.ci/run installs it)")
+    folder = tmp_path_factory.mktemp("redis")
+    for _attempt in range(5):  # another process may take the port between the probe and the bind
+        port = free_port()
+        process = subprocess.Popen(
+            [
+                server,
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(folder),
+                "--daemonize",
+                "no",
+                "--loglevel",
+                "warning",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
+        if _redis_answers(port, process):
+            break
+        process.kill()
+        process.wait(WAIT)
+    else:
+        pytest.fail("redis-server did not start on a free port in 5 attempts")
+    try:
+        yield f"redis://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(WAIT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(WAIT)
+
+
+def _redis_answers(port: int, process: subprocess.Popen) -> bool:
+    end = time.monotonic() + WAIT
+    while time.monotonic() < end and process.poll() is None:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1.0) as connection:
+                connection.sendall(b"PING\r\n")
+                if connection.recv(16).startswith(b"+PONG"):
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.05)
+    return False

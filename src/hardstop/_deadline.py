@@ -190,7 +190,18 @@ def _fire_now(scope: Deadline) -> None:
             raise
 
 
-_hardstop._bind_deadlines(_interrupt._carrier_for(_DeadlinePassed), _start_watchdog, _fire_now)
+def _chosen_exception(raises: object, what: str) -> tuple[BaseException, type]:
+    """``raises=`` of a deadline: the instance it raises (a class is made now, without
+    arguments, so that a bad one is refused here) and its carrier class."""
+    if not (isinstance(raises, BaseException) or (isinstance(raises, type) and issubclass(raises, BaseException))):
+        raise TypeError(
+            f"{what} takes raises= as a BaseException subclass or instance, not {type(raises).__name__} {raises!r}."
+        )
+    instance = _interrupt._exception_instance(raises)
+    return instance, _interrupt._carrier_for(type(instance))
+
+
+_hardstop._bind_deadlines(_interrupt._carrier_for(_DeadlinePassed), _start_watchdog, _fire_now, _chosen_exception)
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 __all__ = ["Deadline", "deadline", "deadline_at", "timeout"]

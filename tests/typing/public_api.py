@@ -3,6 +3,7 @@ hardstop used as a user would, with the types the calls must return."""
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Callable
 from typing import assert_type
@@ -41,6 +42,11 @@ def use_everything(worker: threading.Thread) -> None:
     with hardstop.deadline(None):  # no limit
         pass
     assert_type(hardstop.DeadlineExceeded("a test's stand-in").scope, hardstop.Deadline | None)
+    with hardstop.deadline(1.0, raises=TimeoutError("slow")), hardstop.deadline_at(1.0, raises=KeyError):
+        pass
+    chosen = hardstop.deadline(1.0, raises=ValueError)
+    assert_type(chosen.enter_for(sys._getframe()), hardstop.Deadline)
+    assert_type(chosen.__exit__(None, None, None), None)
     try:
         with hardstop.shield():
             hardstop.sleep(0.1)
