@@ -29,8 +29,10 @@ from hardstop._targets import resolve
 _carriers: dict[type, type] = {}
 
 # On 3.10/3.11 a thread that is starting another one shares its ident with the
-# child's pre-allocated thread state for a moment; waiting that out beats a refusal.
-_AMBIGUITY_PATIENCE = 0.1
+# child's pre-allocated thread state until the child first runs; waiting that out
+# beats a refusal. On a loaded machine the child can wait for a CPU well past
+# 0.1 s (a CI run refused so), hence a full second.
+_AMBIGUITY_PATIENCE = 1.0
 _PUMP_INTERVAL = 0.001
 
 
