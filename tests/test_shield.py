@@ -5,11 +5,12 @@ from __future__ import annotations
 import contextlib
 import sys
 import threading
+from typing import Any
 
 import pytest
 
 import hardstop
-from conftest import WAIT, Target, assert_nothing_pending, spin
+from conftest import SWALLOWED_REASON, WAIT, Target, assert_nothing_pending, spin
 
 
 class Stepper:
@@ -177,18 +178,36 @@ class Rain:
         # a short switch interval makes that take microseconds, not 5 ms.
         interval = sys.getswitchinterval()
         sys.setswitchinterval(1e-5)
+        previous_hook = sys.unraisablehook
+        swallowed: list[BaseException | None] = []
+
+        def hook(unraisable: Any) -> None:
+            if isinstance(unraisable.exc_value, hardstop.Interrupted):
+                swallowed.append(unraisable.exc_value)
+            else:
+                previous_hook(unraisable)
+
+        sys.unraisablehook = hook
         try:
             self.thread.start()
             sent = 0
             while sent < count and not enough():
                 assert self.inside_try.wait(WAIT)
                 self.inside_try.clear()
-                assert hardstop.interrupt(self.thread).wait(WAIT)
+                receipt = hardstop.interrupt(self.thread)
+                if not receipt.wait(WAIT):
+                    # CPython swallowed it in a finalizer (a weakref callback run by the
+                    # loop's garbage): the thread is still inside its try. Not what a rain
+                    # measures; the receipt must say so, and nothing else may explain it.
+                    assert (receipt.status, receipt.reason) == ("undelivered", SWALLOWED_REASON), receipt
+                    self.inside_try.set()
+                    continue
                 sent += 1
             self.stop.set()
             self.thread.join(WAIT)
         finally:
             sys.setswitchinterval(interval)
+            sys.unraisablehook = previous_hook
         assert not self.thread.is_alive()
         return sent
 
