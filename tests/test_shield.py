@@ -157,7 +157,7 @@ class Rain:
         self.inside_try = threading.Event()
         self._work = work
         self._on_interrupt = on_interrupt
-        self.thread = threading.Thread(target=self._run)
+        self.thread = threading.Thread(target=self._run, daemon=True)  # a failed rain must not hang the exit
 
     def _loop(self) -> None:
         while not self.stop.is_set():
@@ -206,6 +206,7 @@ class Rain:
             self.stop.set()
             self.thread.join(WAIT)
         finally:
+            self.stop.set()
             sys.setswitchinterval(interval)
             sys.unraisablehook = previous_hook
         assert not self.thread.is_alive()
