@@ -206,12 +206,18 @@ def redis_url(tmp_path_factory):
     try:
         yield f"redis://127.0.0.1:{port}"
     finally:
-        process.terminate()
-        try:
-            process.wait(WAIT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(WAIT)
+        stop_process(process)
+
+
+def stop_process(process: subprocess.Popen) -> None:
+    """Stop a server or worker the tests started, by its own pid: asked first (SIGTERM, a warm
+    shutdown for Celery), killed if it has not exited within WAIT."""
+    process.terminate()
+    try:
+        process.wait(WAIT)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(WAIT)
 
 
 def _redis_answers(port: int, process: subprocess.Popen) -> bool:

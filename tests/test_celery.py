@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import WAIT
+from conftest import WAIT, stop_process
 
 celery = pytest.importorskip(
     "celery",
@@ -103,12 +103,7 @@ class Worker:
         pytest.fail(f"{pattern!r} never appeared in the log of {self.name}:\n{self.text()}")
 
     def stop(self) -> None:
-        self.process.terminate()  # SIGTERM: Celery's warm shutdown
-        try:
-            self.process.wait(WAIT)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(WAIT)
+        stop_process(self.process)  # SIGTERM first: Celery's warm shutdown
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import WAIT
+from conftest import WAIT, stop_process
 
 dramatiq = pytest.importorskip(
     "dramatiq",
@@ -56,12 +56,7 @@ def app(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ob
                 assert time.monotonic() < end, log.read_text()
         yield hardstop_dramatiq_app
     finally:
-        process.terminate()
-        try:
-            process.wait(WAIT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(WAIT)
+        stop_process(process)
 
 
 def outcome(message) -> object:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import WAIT
+from conftest import WAIT, stop_process
 
 rq = pytest.importorskip(
     "rq",
@@ -44,12 +44,7 @@ class RqWorker:
             )
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(WAIT)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(WAIT)
+        stop_process(self.process)
 
 
 @pytest.fixture(scope="module")
