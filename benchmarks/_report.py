@@ -9,6 +9,8 @@ import sys
 import threading
 import time
 
+from hardstop.bench.report import cpu_model  # the CPU's name, as python -m hardstop bench prints it
+
 
 def version_of(distribution: str) -> str:
     """The installed version of a distribution, or "?"."""
@@ -16,17 +18,6 @@ def version_of(distribution: str) -> str:
         return importlib.metadata.version(distribution)
     except importlib.metadata.PackageNotFoundError:
         return "?"
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as info:
-            for line in info:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def percentile(sorted_values: list[float], fraction: float) -> float:
