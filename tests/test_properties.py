@@ -457,7 +457,10 @@ def test_kill_stops_or_refuses_naming_the_value(dead, target, timeout, exc) -> N
         elif result.stopped:
             assert result.attempts >= 1 and is_the_raised_one(result.receipts[0].exception, exc)
         else:  # a zero timeout: it was interrupted once and not waited for
-            assert result.attempts == 1 and result.stack is not None
+            assert result.attempts == 1
+            # Where it is, unless the exception already landed and the thread is past its
+            # last Python frame (seen on 3.15: delivered, then "no Python frame").
+            assert result.stack is not None or result.receipts[-1].delivered, result
             result.receipts[-1].cancel()  # left armed by design: withdrawn, or raised while it spins
     finally:
         if fresh is not None:
