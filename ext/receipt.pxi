@@ -38,6 +38,10 @@ cdef class Receipt:
     cdef double _taken_at    # when the pump first saw it taken from the slot, undelivered
     cdef int _level     # shields at positions >= this hold it back (0: every shield)
     cdef object _scope  # the Deadline whose expiry this is, or None
+    # Its wake has begun (the target's Condition waiter was released, or its
+    # notification handed on): withdrawn now, that wait would return as if
+    # notified (Event.wait -> True, flag unset), so cancel() refuses.
+    cdef bint _woken
 
     def __init__(self):
         raise TypeError("Receipt objects are made by hardstop.interrupt(), not directly.")
@@ -63,7 +67,8 @@ cdef class Receipt:
 
         Returns True when withdrawn: nothing is ever raised for it afterwards.
         Returns False when it was already raised, is being raised right now, or
-        had ended otherwise.
+        had ended otherwise, and when hardstop has already ended the target's
+        ``Condition`` wait for it (the exception then lands).
         """
         if self._status is not PENDING:
             return False
@@ -74,6 +79,8 @@ cdef class Receipt:
                 del _queued[self.ident]
             _finish(self, CANCELLED, None)
             return True
+        if self._woken:
+            return False   # its wait was ended for it: only the exception may end it honestly
         if _armed.get(self.ident) is not self or not _disarm(self.ident, self._carrier):
             return False   # the target has taken it from the slot: it is being raised
         del _armed[self.ident]
@@ -284,6 +291,12 @@ cdef void _raise_armed_now(unsigned long ident) except *:
         _reset_shared_flag()   # the slot was emptied by us, not by CPython
     _delivered(receipt, ident)
     raise receipt.exception
+
+
+def began_wake(Receipt receipt):
+    """Called just before the target's Condition wait is ended for ``receipt``
+    (armed): from here on it can no longer be withdrawn."""
+    receipt._woken = True
 
 
 def is_armed(Receipt receipt):

@@ -57,7 +57,7 @@ from types import FrameType, TracebackType
 from typing import Any
 
 from hardstop._errors import non_negative_seconds
-from hardstop._hardstop import Receipt, current_frame, in_protected_code, is_armed
+from hardstop._hardstop import Receipt, began_wake, current_frame, in_protected_code, is_armed
 
 _LOCK_PATIENCE = 0.05  # seconds the interrupter waits for a busy condition lock
 _CONDITION_WAIT = threading.Condition.wait.__code__
@@ -169,11 +169,13 @@ def _end_condition_wait(condition: Any, waiter: Any, receipt: Receipt) -> None:
         # Not listed: notified already. If it is still inside that wait it will
         # raise instead of acting on the notification: hand it on.
         if _condition_wait(receipt.ident) == (condition, waiter):
+            began_wake(receipt)  # withdrawn, it would act on a notification given away
             condition.notify(1)
             receipt.wake = "Condition.wait: it was notified already; the notification was handed on"
         else:
             receipt.wake = "Condition.wait: it had already left the wait"
     else:
+        began_wake(receipt)  # withdrawn, the released wait would return as if notified
         waiter.release()
         receipt.wake = "Condition.wait: its waiter was released"
 
