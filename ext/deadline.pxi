@@ -65,7 +65,7 @@ cdef class Deadline:
     def __enter__(self):
         global _watchdog_running
         cdef unsigned long ident = PyThread_get_thread_ident()
-        cdef _ThreadScopes scopes
+        cdef _ThreadRecord record
         cdef PyFrameObject *frame
         if self._entered:
             raise RuntimeError(f"{self!r} was entered already: use one per with statement.")
@@ -88,12 +88,12 @@ cdef class Deadline:
         # anything is entered. (One armed while the thread waits for the GIL at
         # that check is raised at the next check, inside the body: 3.13+ test a
         # snapshot of the eval breaker taken before they let the GIL go.)
-        _raise_armed_now(ident)
-        scopes = _own_scopes(ident)
+        _raise_armed_now()
+        record = _own_record()
         self._entered = self._open = True
         self._ident = ident
-        scopes.depth += 1
-        self._level = scopes.depth
+        record.depth += 1
+        self._level = record.depth
         self._receipts = []
         frame = PyEval_GetFrame()
         if frame != NULL:
@@ -113,7 +113,7 @@ cdef class Deadline:
         return False
 
     cdef void _close(self, bint restore_depth=True) except *:
-        cdef _ThreadScopes scopes
+        cdef _ThreadRecord record
         self._open = False
         self._unschedule()
         for receipt in self._receipts:
@@ -121,9 +121,9 @@ cdef class Deadline:
                 receipt.cancel()
         self._receipts = None
         self._frame = None   # its locals may hold this scope: no cycle left behind
-        scopes = _scopes.get(self._ident)
-        if scopes is not None and restore_depth:
-            scopes.depth = self._level - 1
+        record = _records.get(self._ident)
+        if record is not None and restore_depth:
+            record.depth = self._level - 1
 
     cdef void _unschedule(self):
         global _stale
