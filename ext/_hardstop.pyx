@@ -66,6 +66,7 @@ cdef class Deadline
 
 include "threads.pxi"         # thread states: the walk, the slot; the one record kept per thread
 include "receipt.pxi"         # Receipt and the request path: arm, queue, deliver, cancel
+include "interrupt.pxi"       # interrupt(): target, exception, carrier, arm, wake, in one call
 include "version_quirks.pxi"  # one block per CPython quirk, headed by the versions it serves
 include "stdlib_locks.pxi"    # never arming inside threading's, queue's or logging's lock handling
 include "unraisable.pxi"      # an exception of ours swallowed in a finalizer is not "delivered"

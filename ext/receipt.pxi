@@ -33,7 +33,10 @@ cdef class Receipt:
     cdef readonly unsigned long ident
     cdef readonly object exception
     cdef readonly str reason
-    cdef public str wake   # how the target's wait was ended, or why it was not (set by _wake)
+    cdef str _wake         # how the target's wait was ended, or why it was not
+    cdef int _wake_note    # or what to build that text from when read (interrupt.pxi)
+    cdef object _wake_code  # the code the unwoken target was in, or None
+    cdef int _wake_lasti   # and its instruction offset there
     cdef object _carrier
     cdef str _status
     cdef object _done   # a lock held until the receipt is final; made by wait()
@@ -57,6 +60,18 @@ cdef class Receipt:
         if self._status is PENDING and _held(self):
             return DEFERRED
         return self._status
+
+    @property
+    def wake(self):
+        """How hardstop ended the target's wait, or why it did not."""
+        if self._wake is None and self._wake_note:
+            self._wake = _wake_text(self)
+        return self._wake
+
+    @wake.setter
+    def wake(self, str text):
+        self._wake = text
+        self._wake_note = 0
 
     @property
     def delivered(self):

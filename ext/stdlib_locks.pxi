@@ -7,14 +7,26 @@
 # lock held, and Queue's bookkeeping half done. Filled by hardstop._protected.
 cdef set _protected_codes = set()   # id() of each code object (kept alive there)
 cdef object _wait_code = None       # Condition.wait: protected but at its waits
-cdef object _wait_lines = frozenset()
+# The instruction offsets of Condition.wait's wait lines, as (start, end) pairs:
+# tested against the frame's last instruction, with no line number computed.
+cdef list _wait_offsets = []
 
 
 def _bind_protected(codes, wait_code, wait_lines, condition_exit, semaphore_exit):
-    global _protected_codes, _wait_code, _wait_lines, _condition_exit, _semaphore_exit
+    global _protected_codes, _wait_code, _wait_offsets, _condition_exit, _semaphore_exit
     _protected_codes = {id(code) for code in codes}
-    _wait_code, _wait_lines = wait_code, frozenset(wait_lines)
+    _wait_code = wait_code
+    lines = frozenset(wait_lines)
+    _wait_offsets = [(start, end) for start, end, line in wait_code.co_lines() if line in lines]
     _condition_exit, _semaphore_exit = condition_exit, semaphore_exit
+
+
+cdef bint _at_a_wait(object frame) except -1:
+    cdef Py_ssize_t lasti = frame.f_lasti
+    for start, end in _wait_offsets:
+        if <Py_ssize_t>start <= lasti < <Py_ssize_t>end:
+            return True
+    return False
 
 
 cdef bint _leaving = False          # _leave_watch is arming: the frame being left does not count
@@ -35,7 +47,7 @@ cdef bint _protected_frame(PyFrameObject *frame) except -1:
     code = current.f_code
     if id(code) not in _protected_codes:
         return False
-    return code is not _wait_code or current.f_lineno not in _wait_lines
+    return code is not _wait_code or not _at_a_wait(current)
 
 
 cdef bint _in_protected_code(PyThreadState *ts) except -1:
