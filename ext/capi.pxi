@@ -14,9 +14,10 @@ cdef extern from "hardstop.h":
     const char *HARDSTOP_CAPSULE_NAME
 
 
-def _bind_interrupt(start_pump):
-    global _start_pump
+def _bind_interrupt(start_pump, wake):
+    global _start_pump, _wake
     _start_pump = start_pump
+    _wake = wake
 
 
 cdef int _failure(BaseException error, bint caller_held_gil) noexcept:

@@ -14,7 +14,7 @@ cdef double _AMBIGUITY_PATIENCE = 0.1
 cdef dict _carriers = {}
 cdef object _Thread = threading.Thread
 cdef object _threading = threading
-cdef object _wake = None                 # hardstop._wake, imported at first use (it imports us)
+cdef object _wake = None                 # hardstop._wake (it imports this module): bound by hardstop._interrupt
 cdef object _condition_wait_code = threading.Condition.wait.__code__
 
 from time import sleep as _sleep
@@ -64,14 +64,6 @@ cdef Receipt _arm_patiently(object thread, object key, object exc, object carrie
             if now >= give_up:
                 raise
             _sleep(0.001)
-
-
-cdef object _wake_module():
-    global _wake
-    if _wake is None:
-        from hardstop import _wake as module
-        _wake = module
-    return _wake
 
 
 cdef bint _in_condition_wait(object frame):
@@ -137,10 +129,10 @@ cdef Receipt _arm_and_wake(object target, object key, object instance, object ca
     """Arm, and end the target's wait: here when it needs no waking, else in hardstop._wake."""
     cdef Receipt receipt
     cdef unsigned long ident = key
-    wake = _wake_module()
+    wake = _wake
     frame = current_frame(ident)
-    if (key in wake._unblockers or _in_condition_wait(frame) or wake._SIGNAL_WORKERS
-            or key == _threading._main_thread._ident):
+    if wake is not None and (key in wake._unblockers or _in_condition_wait(frame) or wake._SIGNAL_WORKERS
+                             or key == _threading._main_thread._ident):
         return wake.arm_and_wake(key, lambda: _arm_patiently(target, key, instance, carrier))
     receipt = _arm_patiently(target, key, instance, carrier)
     if receipt._record.armed is receipt:
@@ -204,3 +196,16 @@ cdef str _wake_text(Receipt receipt):
             line = number
             break
     return f"{why} (it is in {code.co_name}, {code.co_filename}:{line}){_NOT_WOKEN_TAIL}"
+
+
+def unlist_waiter(waiters, waiter):
+    """Take ``waiter`` out of a Condition's ``_waiters``; False when it is not
+    listed (it was notified). No ValueError on that common branch: raising and
+    catching one cost more than the rest of the wake."""
+    cdef Py_ssize_t index = 0
+    for listed in waiters:
+        if listed is waiter:
+            del waiters[index]
+            return True
+        index += 1
+    return False

@@ -79,5 +79,5 @@ if sys.version_info < (3, 11) and threading.excepthook is threading.__excepthook
     threading.excepthook = _excepthook_with_real_type
 
 
-_hardstop._bind_interrupt(_start_pump)
+_hardstop._bind_interrupt(_start_pump, _wake)
 os.register_at_fork(after_in_child=_after_fork_in_child)
