@@ -16,6 +16,7 @@ cdef object _Thread = threading.Thread
 cdef object _threading = threading
 cdef object _wake = None                 # hardstop._wake (it imports this module): bound by hardstop._interrupt
 cdef object _condition_wait_code = threading.Condition.wait.__code__
+cdef object _acquire_restore_code = threading.Condition._acquire_restore.__code__
 
 from time import sleep as _sleep
 
@@ -67,11 +68,15 @@ cdef Receipt _arm_patiently(object thread, object key, object exc, object carrie
 
 
 cdef bint _in_condition_wait(object frame):
-    """Is that frame (or its caller: a Lock-based condition's _acquire_restore) Condition.wait?"""
+    """Is that frame Condition.wait, or a Lock-based condition's _acquire_restore
+    called by it? (Its caller is only looked at in the second case.)"""
     if frame is None:
         return False
-    if frame.f_code is _condition_wait_code:
+    code = frame.f_code
+    if code is _condition_wait_code:
         return True
+    if code is not _acquire_restore_code:
+        return False
     frame = frame.f_back
     return frame is not None and frame.f_code is _condition_wait_code
 
