@@ -28,6 +28,7 @@ cdef extern from "Python.h":
     PyFrameObject *PyEval_GetFrame()   # borrowed: the calling Python frame, or NULL
     int PyFrame_GetLineNumber(PyFrameObject *)
     PyObject *PyDict_New()
+    PyObject *PyDict_GetItem(object, object)   # borrowed, or NULL; never raises
     int PyGILState_Check() nogil
     # Declared here on purpose: Cython's bundled cpython/pystate.pxd gives the
     # ident as `long`, but it is `unsigned long` since 3.7. This is the only

@@ -25,7 +25,7 @@ that slot safely:
   never cut short by the next. The "pump" (``pump()``, run by a helper thread
   only while something is queued) does that check. A carrier class is shared by
   every request of one exception type, so which request is being raised is known
-  from ``_armed[ident]``, never from the class.
+  from the thread's record (``record.armed``), never from the class.
 
 Why the receipt state machine lives here and not in Python: arming, withdrawing
 and delivering must each be one indivisible step. Code compiled here runs under
@@ -49,6 +49,7 @@ from cpython.ref cimport Py_INCREF, Py_DECREF  # no-cython-lint
 from cpython.pythread cimport PyThread_get_thread_ident  # no-cython-lint
 from cpython.pycapsule cimport PyCapsule_New  # no-cython-lint
 from cpython.exc cimport PyErr_Clear, PyErr_SetObject  # no-cython-lint
+from cpython.weakref cimport PyWeakref_NewRef  # no-cython-lint
 
 from _cpython cimport *   # every CPython declaration hardstop uses, one comment each
 
@@ -62,10 +63,10 @@ from hardstop._errors import AmbiguousThread, Interrupted, ThreadNotFound  # no-
 # Classes used by files before the one that defines them.
 cdef class Receipt
 cdef class Deadline
-cdef class _ThreadScopes
 
-include "threads.pxi"         # thread states: the walk, the slot, the watch that sees a thread end
+include "threads.pxi"         # thread states: the walk, the slot; the one record kept per thread
 include "receipt.pxi"         # Receipt and the request path: arm, queue, deliver, cancel
+include "interrupt.pxi"       # interrupt(): target, exception, carrier, arm, wake, in one call
 include "version_quirks.pxi"  # one block per CPython quirk, headed by the versions it serves
 include "stdlib_locks.pxi"    # never arming inside threading's, queue's or logging's lock handling
 include "unraisable.pxi"      # an exception of ours swallowed in a finalizer is not "delivered"

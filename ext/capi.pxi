@@ -14,13 +14,10 @@ cdef extern from "hardstop.h":
     const char *HARDSTOP_CAPSULE_NAME
 
 
-cdef object _interrupt = None   # hardstop._interrupt.interrupt, bound by that module
-
-
-def _bind_interrupt(func, start_pump):
-    global _interrupt, _start_pump
-    _interrupt = func
+def _bind_interrupt(start_pump, wake):
+    global _start_pump, _wake
     _start_pump = start_pump
+    _wake = wake
 
 
 cdef int _failure(BaseException error, bint caller_held_gil) noexcept:
@@ -39,7 +36,7 @@ cdef int _failure(BaseException error, bint caller_held_gil) noexcept:
 
 cdef int _capi_interrupt_gil(unsigned long ident, object exc, PyObject **out, bint held) noexcept:
     try:
-        receipt = _interrupt(ident, exc)
+        receipt = interrupt(ident, exc)
     except BaseException as error:
         return _failure(error, held)
     if out != NULL:

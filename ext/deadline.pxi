@@ -123,7 +123,7 @@ cdef class Deadline:
         """Enter for ``frame`` (None: no Python frame calls), whose block it guards."""
         global _watchdog_running
         cdef unsigned long ident = PyThread_get_thread_ident()
-        cdef _ThreadScopes scopes
+        cdef _ThreadRecord record
         if self._entered:
             raise RuntimeError(f"{self!r} was entered already: use one per with statement.")
         if frame is not None and frame.f_code.co_flags & _CO_ASYNC:
@@ -137,7 +137,7 @@ cdef class Deadline:
         if self.when <= _monotonic():
             # Passed already: raised here, before the body. Armed, it would wait for the
             # body's first check, and a body without one (C calls, no loop) would run to its end.
-            _raise_armed_now(ident)
+            _raise_armed_now()
             self._entered = self._expired = True
             self._ident = ident
             if frame is not None:
@@ -165,12 +165,12 @@ cdef class Deadline:
         # anything is entered. (One armed while the thread waits for the GIL at
         # that check is raised at the next check, inside the body: 3.13+ test a
         # snapshot of the eval breaker taken before they let the GIL go.)
-        _raise_armed_now(ident)
-        scopes = _own_scopes(ident)
+        _raise_armed_now()
+        record = _own_record()
         self._entered = self._open = True
         self._ident = ident
-        scopes.entered += 1
-        self._level = scopes.entered
+        record.entered += 1
+        self._level = record.entered
         if frame is not None:
             self._frame = frame
             self._line = PyFrame_GetLineNumber(<PyFrameObject *>frame)

@@ -14,11 +14,12 @@ def pump():
     and ``claim_pump()`` lets the next queued request start a new one.
     """
     global _pump_running
+    cdef _ThreadRecord record
     armed = _due_rewakes(_monotonic())
-    for ident in list(_queued):
+    for record in [record for record in _records.values() if (<_ThreadRecord>record).queued is not None]:
         if _LAZY_EXCEPTIONS:
-            _give_up_if_discarded(ident)
-        receipt = _arm_next(ident)
+            _give_up_if_discarded(record)
+        receipt = _arm_next(record)
         if receipt is not None:
             armed.append(receipt)
     if not _pump_needed():
@@ -30,7 +31,7 @@ cdef list _due_rewakes(double now):
     """The self-armed receipts to wake (again) now; forget those raised or done."""
     due = []
     for receipt, (since, sent) in list(_armed_unwoken.items()):
-        if _armed.get(receipt.ident) is not receipt or sent == len(_REWAKE_AFTER):
+        if (<Receipt>receipt)._record.armed is not receipt or sent == len(_REWAKE_AFTER):
             del _armed_unwoken[receipt]
         elif now - since >= _REWAKE_AFTER[sent]:
             _armed_unwoken[receipt] = (since, sent + 1)
@@ -41,10 +42,11 @@ cdef list _due_rewakes(double now):
 cdef bint _pump_needed():
     """Is anything queued that the pump could arm, or armed by its thread and not
     woken yet? (What shields hold back is armed by the shield's exit, not polled for.)"""
+    cdef _ThreadRecord record
     if _armed_unwoken:
         return True
-    for queue in _queued.values():
-        if _first_free(queue) is not None:
+    for record in _records.values():
+        if record.queued is not None and _first_free(record.queued) is not None:
             return True
     return False
 

@@ -1,15 +1,17 @@
 # Receipts, and the request path: what happens when a thread is interrupted.
 #
-# A Receipt's status moves once, from "pending" to one final state:
+# A Receipt's status moves once from "pending" to a final state, plus one late
+# correction; _finish is its only writer:
 #
 #     pending --deliver()--------------> delivered --swallowed in a finalizer--> undelivered
 #     pending --cancel()---------------> cancelled
 #     pending --thread ended / refused--> undelivered
 #
 # ("deferred" is pending while a shield holds it back: read, never stored.)
-# _finish is the only function that ends a pending receipt. A request is either
-# armed (its carrier in the thread's slot, _armed[ident]) or queued behind the
-# armed one (_queued[ident]); deliver() runs in the target as CPython raises it.
+# A pending request is either armed (its carrier in the thread's slot,
+# record.armed) or queued behind the armed one (record.queued); deliver() runs
+# in the target as CPython raises it. Once hardstop has ended the target's
+# Condition wait for an armed request (_woken), cancel() no longer withdraws it.
 
 PENDING = "pending"
 DEFERRED = "deferred"   # never stored: pending while a shield holds it back
@@ -31,13 +33,22 @@ cdef class Receipt:
     cdef readonly unsigned long ident
     cdef readonly object exception
     cdef readonly str reason
-    cdef public str wake   # how the target's wait was ended, or why it was not (set by _wake)
+    cdef str _wake         # how the target's wait was ended, or why it was not
+    cdef int _wake_note    # or what to build that text from when read (interrupt.pxi)
+    cdef object _wake_code  # the code the unwoken target was in, or None
+    cdef int _wake_lasti   # and its instruction offset there
     cdef object _carrier
     cdef str _status
     cdef object _done   # a lock held until the receipt is final; made by wait()
     cdef double _taken_at    # when the pump first saw it taken from the slot, undelivered
     cdef long long _level   # shields at positions above this hold it back (0: every shield)
     cdef object _scope  # the Deadline whose expiry this is, or None
+    cdef _ThreadRecord _record   # its thread's record
+    cdef object __weakref__      # the record refers to the last delivered one weakly
+    # Its wake has begun (the target's Condition waiter was released, or its
+    # notification handed on): withdrawn now, that wait would return as if
+    # notified (Event.wait -> True, flag unset), so cancel() refuses.
+    cdef bint _woken
 
     def __init__(self):
         raise TypeError("Receipt objects are made by hardstop.interrupt(), not directly.")
@@ -49,6 +60,18 @@ cdef class Receipt:
         if self._status is PENDING and _held(self):
             return DEFERRED
         return self._status
+
+    @property
+    def wake(self):
+        """How hardstop ended the target's wait, or why it did not."""
+        if self._wake is None and self._wake_note:
+            self._wake = _wake_text(self)
+        return self._wake
+
+    @wake.setter
+    def wake(self, str text):
+        self._wake = text
+        self._wake_note = 0
 
     @property
     def delivered(self):
@@ -63,22 +86,27 @@ cdef class Receipt:
 
         Returns True when withdrawn: nothing is ever raised for it afterwards.
         Returns False when it was already raised, is being raised right now, or
-        had ended otherwise.
+        had ended otherwise, and when hardstop has already ended the target's
+        ``Condition`` wait for it (the exception then lands).
         """
+        cdef _ThreadRecord record = self._record
         if self._status is not PENDING:
             return False
-        queue = _queued.get(self.ident)
+        queue = record.queued
         if queue is not None and self in queue:
             queue.remove(self)
             if not queue:
-                del _queued[self.ident]
+                record.queued = None
             _finish(self, CANCELLED, None)
             return True
-        if _armed.get(self.ident) is not self or not _disarm(self.ident, self._carrier):
+        if self._woken:
+            return False   # its wait was ended for it: only the exception may end it honestly
+        if record.armed is not self or not _disarm(self.ident, self._carrier):
             return False   # the target has taken it from the slot: it is being raised
-        del _armed[self.ident]
+        _take_armed(record)
         _finish(self, CANCELLED, None)
-        _arm_next(self.ident)
+        if record.queued is not None:
+            _arm_next(record)
         if _SHARED_FLAG:
             _reset_shared_flag()
         return True
@@ -120,18 +148,20 @@ cdef double _timeout_seconds(object timeout) except? -1.0:
 
 
 cdef void _finish(Receipt receipt, str status, str reason):
+    """The one writer of a receipt's status: pending to final, or delivered to
+    undelivered when CPython swallowed it (see the diagram above)."""
+    cdef bint was_pending = receipt._status is PENDING
     receipt._status = status
     receipt.reason = reason
-    if receipt._done is not None:
+    if was_pending and receipt._done is not None:
         receipt._done.release()
 
 
-cdef int _arm(Receipt receipt, PyThreadState *ts) except -1:
-    _watch(ts, receipt.ident)
-    if PyThreadState_SetAsyncExc(receipt.ident, <PyObject *>receipt._carrier) != 1:
-        _disarm(receipt.ident, receipt._carrier)
-        raise ThreadNotFound(f"Thread {receipt.ident} vanished while it was being armed.")
-    _armed[receipt.ident] = receipt
+cdef int _arm(Receipt receipt, _ThreadRecord record) except -1:
+    if PyThreadState_SetAsyncExc(record.ident, <PyObject *>receipt._carrier) != 1:
+        _disarm(record.ident, receipt._carrier)
+        raise ThreadNotFound(f"Thread {record.ident} vanished while it was being armed.")
+    _set_armed(record, receipt)
     return 0
 
 
@@ -145,14 +175,13 @@ cdef bint _is_handling(PyThreadState *ts, Py_ssize_t address) noexcept:
     return False
 
 
-cdef bint _still_handling(unsigned long ident, PyThreadState *ts):
+cdef bint _still_handling(_ThreadRecord record, PyThreadState *ts) noexcept:
     """Is the thread still in a handler of the last exception of ours it raised?"""
-    address = _handling.get(ident)
-    if address is None:
+    if record.handling == 0:
         return False
-    if _is_handling(ts, address):
+    if _is_handling(ts, record.handling):
         return True
-    del _handling[ident]
+    record.handling = 0
     return False
 
 
@@ -164,42 +193,42 @@ cdef object _first_free(list queue):
     return None
 
 
-cdef object _arm_next(unsigned long ident):
-    """Arm the oldest queued request for ``ident`` that no shield holds back, unless
-    one of ours is armed there or the thread is still handling the last one it
-    raised; return what was armed."""
+cdef object _arm_next(_ThreadRecord record):
+    """Arm the oldest queued request of the thread that no shield holds back,
+    unless one of ours is armed there or the thread is still handling the last
+    one it raised; return what was armed."""
     cdef Receipt receipt
     cdef PyThreadState *ts = NULL
-    if ident in _armed:
+    if record.armed is not None:
         return None
-    queue = _queued.get(ident)
+    queue = record.queued
     while queue:
-        n = _count_states(ident, &ts)
+        n = _count_states(record.ident, &ts)
         if n > 1:
             return None   # a twin is present (3.10/3.11: a thread being started); the pump retries
-        if n == 1 and _still_handling(ident, ts):
+        if n == 1 and _still_handling(record, ts):
             return None   # the pump retries once the handler is done
         if n == 1 and _in_protected_code(ts):
-            _watch_leave(ts, ident)
+            _watch_leave(ts, record)
             return None   # armed as it leaves the lock handling (or by the pump)
         receipt = queue[0] if n == 0 else _first_free(queue)
         if receipt is None:
             return None   # all held back: the shield's exit arms the next
         queue.remove(receipt)
         if not queue:
-            del _queued[ident]
+            record.queued = None
         if n == 0:
             _finish(receipt, UNDELIVERED, _why_ended())
             continue
         try:
-            _arm(receipt, ts)
+            _arm(receipt, record)
             return receipt
         except Exception as error:
             _finish(receipt, UNDELIVERED, str(error))
     return None
 
 
-def arm(object thread, unsigned long ident, object exc, object carrier):
+def arm(object thread, object ident, object exc, object carrier):
     """Check the target and arm (or queue) ``exc`` for it, in one step under the GIL.
 
     ``thread`` is the ``threading.Thread`` the caller named, or None for a bare
@@ -208,99 +237,112 @@ def arm(object thread, unsigned long ident, object exc, object carrier):
     return _arm_request(thread, ident, exc, carrier, 0, None)
 
 
-cdef Receipt _arm_request(object thread, unsigned long ident, object exc, object carrier,
+cdef Receipt _arm_request(object thread, object key, object exc, object carrier,
                           long long level, object scope):
+    cdef unsigned long ident = key
     cdef PyThreadState *ts
     cdef Receipt receipt
+    cdef _ThreadRecord record
     if thread is not None:
-        owner = _active.get(ident)
+        owner = _active.get(key)
         if owner is not thread:
             if owner is None:
                 raise ThreadNotFound(f"{thread!r} is not running: it has finished.")
             raise ThreadNotFound(f"{thread!r} has finished: its ident {ident} now belongs to {owner!r}.")
     ts = _only_state(ident)
+    record = _record_for(ts, key)
     receipt = Receipt.__new__(Receipt)
-    receipt.thread = thread if thread is not None else _active.get(ident)
+    receipt.thread = thread if thread is not None else _active.get(key)
     receipt.ident = ident
     receipt.exception = exc
     receipt._carrier = carrier
     receipt._status = PENDING
     receipt._level = level
     receipt._scope = scope
-    queue = _queued.get(ident)
-    if (ident in _armed or _held(receipt) or (queue and _first_free(queue) is not None)
-            or _still_handling(ident, ts)):
-        _queued.setdefault(ident, []).append(receipt)
+    receipt._record = record
+    queue = record.queued
+    if (record.armed is not None or _held(receipt) or (queue and _first_free(queue) is not None)
+            or _still_handling(record, ts)):
+        _enqueue(record, receipt)
     elif _in_protected_code(ts):
-        _queued.setdefault(ident, []).append(receipt)
-        _watch_leave(ts, ident)
+        _enqueue(record, receipt)
+        _watch_leave(ts, record)
     else:
-        _arm(receipt, ts)
+        _arm(receipt, record)
     return receipt
 
 
 def deliver(cls, *args):
     """``__new__`` of every carrier class: runs in the target as it raises."""
-    cdef unsigned long ident = PyThread_get_thread_ident()
-    cdef Receipt receipt
-    candidate = _armed.get(ident)
+    cdef _ThreadRecord record = _record_here()
+    cdef Receipt receipt = record.armed if record is not None else None
     # Ours only if the slot was just emptied by the interpreter. Otherwise the
     # carrier is being called by 3.10, which records it as the exception's type:
     # re-raising normalizes (carrier, instance) by calling carrier(instance),
     # and that must give back the same instance, not wrap it in a new one.
     # A delivery calls the carrier without arguments (the slot holds a class).
-    if (args or candidate is None or (<Receipt>candidate)._carrier is not cls
+    if (args or receipt is None or receipt._carrier is not cls
             or PyThreadState_Get().async_exc != NULL):
         base = cls.__base__
         if len(args) == 1 and isinstance(args[0], base):
             return args[0]
         return base(*args)
-    receipt = candidate
-    del _armed[ident]
-    _delivered(receipt, ident)
-    if _SHARED_FLAG and _armed:
+    _take_armed(record)
+    _delivered(receipt, record)
+    if _SHARED_FLAG and _armed_count:
         _resignal_armed()   # CPython has just reset the flag other armed threads need
     if not _LAZY_EXCEPTIONS:
         _finish_interrupted_exit()
     return receipt.exception
 
 
-cdef void _delivered(Receipt receipt, unsigned long ident) except *:
+cdef void _delivered(Receipt receipt, _ThreadRecord record) except *:
     _finish(receipt, DELIVERED, None)
     if receipt._scope is None or (<Deadline>receipt._scope)._raises is None:
-        _handling[ident] = <Py_ssize_t><PyObject *>receipt.exception   # the next waits until it is handled
+        record.handling = <Py_ssize_t><PyObject *>receipt.exception   # the next waits until it is handled
     # (Not a deadline's chosen exception: the block handles that one as its own, and
     # an outer deadline may end the handler, as a hard time limit ends a soft one's clean-up.)
-    _last_delivered[ident] = receipt
+    record.last_delivered = PyWeakref_NewRef(receipt, None)
     _watch_unraisable()
     if receipt._scope is not None:
         _expiry_delivered(<Deadline>receipt._scope)
 
 
-cdef void _raise_armed_now(unsigned long ident) except *:
+cdef void _raise_armed_now() except *:
     """Raise here, in the calling thread, the request of ours armed in its slot."""
-    cdef Receipt receipt = _armed.get(ident)
-    if receipt is None or not _disarm(ident, receipt._carrier):
+    cdef _ThreadRecord record = _record_here()
+    cdef Receipt receipt = record.armed if record is not None else None
+    if receipt is None or not _disarm(record.ident, receipt._carrier):
         return
-    del _armed[ident]
+    _take_armed(record)
     if _SHARED_FLAG:
         _reset_shared_flag()   # the slot was emptied by us, not by CPython
-    _delivered(receipt, ident)
+    _delivered(receipt, record)
     raise receipt.exception
+
+
+def began_wake(Receipt receipt):
+    """Called just before the target's Condition wait is ended for ``receipt``
+    (armed): from here on it can no longer be withdrawn."""
+    receipt._woken = True
 
 
 def is_armed(Receipt receipt):
     """True while ``receipt`` is the request in its thread's slot, not yet raised."""
-    return _armed.get(receipt.ident) is receipt
+    return receipt._record.armed is receipt
 
 
 def still_handling(unsigned long ident):
     """True while the thread runs an except/finally block handling the last
     exception of ours that it raised."""
     cdef PyThreadState *ts = NULL
-    return _count_states(ident, &ts) == 1 and _still_handling(ident, ts)
+    cdef _ThreadRecord record = _records.get(ident)
+    return record is not None and _count_states(ident, &ts) == 1 and _still_handling(record, ts)
 
 
-def pending_count(unsigned long ident):
+def pending_count(ident):
     """How many requests of hardstop's are pending for ``ident`` (armed or queued)."""
-    return (ident in _armed) + len(_queued.get(ident, ()))
+    cdef _ThreadRecord record = _records.get(ident)
+    if record is None:
+        return 0
+    return (record.armed is not None) + (len(record.queued) if record.queued is not None else 0)

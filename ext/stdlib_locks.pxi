@@ -7,18 +7,29 @@
 # lock held, and Queue's bookkeeping half done. Filled by hardstop._protected.
 cdef set _protected_codes = set()   # id() of each code object (kept alive there)
 cdef object _wait_code = None       # Condition.wait: protected but at its waits
-cdef object _wait_lines = frozenset()
+# The instruction offsets of Condition.wait's wait lines, as (start, end) pairs:
+# tested against the frame's last instruction, with no line number computed.
+cdef list _wait_offsets = []
 
 
 def _bind_protected(codes, wait_code, wait_lines, condition_exit, semaphore_exit):
-    global _protected_codes, _wait_code, _wait_lines, _condition_exit, _semaphore_exit
+    global _protected_codes, _wait_code, _wait_offsets, _condition_exit, _semaphore_exit
     _protected_codes = {id(code) for code in codes}
-    _wait_code, _wait_lines = wait_code, frozenset(wait_lines)
+    _wait_code = wait_code
+    lines = frozenset(wait_lines)
+    _wait_offsets = [(start, end) for start, end, line in wait_code.co_lines() if line in lines]
     _condition_exit, _semaphore_exit = condition_exit, semaphore_exit
 
 
+cdef bint _at_a_wait(object frame) except -1:
+    cdef Py_ssize_t lasti = frame.f_lasti
+    for start, end in _wait_offsets:
+        if <Py_ssize_t>start <= lasti < <Py_ssize_t>end:
+            return True
+    return False
+
+
 cdef bint _leaving = False          # _leave_watch is arming: the frame being left does not count
-cdef set _watching_leave = set()    # idents whose profile function is _leave_watch
 # Armed by their own thread in _leave_watch, which cannot wake a wait that thread
 # is about to begin (a time.sleep right after a `with condition:`): the pump
 # wakes them on its next round, and again at each of _REWAKE_AFTER (seconds
@@ -36,7 +47,7 @@ cdef bint _protected_frame(PyFrameObject *frame) except -1:
     code = current.f_code
     if id(code) not in _protected_codes:
         return False
-    return code is not _wait_code or current.f_lineno not in _wait_lines
+    return code is not _wait_code or not _at_a_wait(current)
 
 
 cdef bint _in_protected_code(PyThreadState *ts) except -1:
@@ -56,17 +67,17 @@ cdef bint _in_protected_code(PyThreadState *ts) except -1:
         Py_DECREF(<object><PyObject *>frame)   # the reference PyThreadState_GetFrame gave us
 
 
-cdef void _watch_leave(PyThreadState *ts, unsigned long ident) noexcept:
+cdef void _watch_leave(PyThreadState *ts, _ThreadRecord record) noexcept:
     """Have the thread itself arm its request as it returns to other code: polling
     from outside sees a thread busy with a Queue almost only inside it (it gives
     the GIL up at checks, and nearly all of its checks are there). A thread that
     has a profile function of its own is left to the pump."""
-    if ident in _watching_leave or ts.c_profilefunc != NULL:
+    if record.watching_leave or ts.c_profilefunc != NULL:
         return
     if _PyEval_SetProfile(ts, _leave_watch, NULL) < 0:
         PyErr_Clear()   # an audit hook refused: the pump still polls
         return
-    _watching_leave.add(ident)
+    record.watching_leave = True
 
 
 cdef int _leave_watch(PyObject *unused, PyFrameObject *frame, int what, PyObject *result) noexcept:
@@ -74,7 +85,7 @@ cdef int _leave_watch(PyObject *unused, PyFrameObject *frame, int what, PyObject
     to a frame outside the lock handling, arm it (raised at the caller's next check)."""
     global _leaving
     cdef PyFrameObject *caller
-    cdef unsigned long ident
+    cdef _ThreadRecord record
     if what != PyTrace_RETURN or result == NULL or frame == NULL:   # NULL result: an exception unwinds
         return 0
     caller = PyFrame_GetBack(frame)
@@ -87,12 +98,14 @@ cdef int _leave_watch(PyObject *unused, PyFrameObject *frame, int what, PyObject
     finally:
         if caller != NULL:
             Py_DECREF(<object><PyObject *>caller)
-    ident = PyThread_get_thread_ident()
-    _watching_leave.discard(ident)
     _PyEval_SetProfile(PyThreadState_Get(), NULL, NULL)
+    record = _record_here()
+    if record is None:
+        return 0
+    record.watching_leave = False
     _leaving = True
     try:
-        receipt = _arm_next(ident)
+        receipt = _arm_next(record)
         if receipt is not None:
             _armed_unwoken[receipt] = (_monotonic(), 0)
     except BaseException:

@@ -1,25 +1,62 @@
-# Thread states and the tables kept per thread ident.
+# Thread states, and the one record hardstop keeps per thread.
 #
 # A request names an ident; CPython arms the first thread state that carries it,
 # which may be an idle twin. So every step walks this interpreter's thread states
-# (_count_states) and acts only when exactly one carries the ident. A _ThreadWatch
-# kept in the target's thread-state dict is dropped by CPython as the thread ends,
-# with the GIL, before the ident can be reused: _thread_ended then settles every
-# request still pending for it.
+# (_count_states) and acts only when exactly one carries the ident.
+#
+# Everything hardstop knows about one thread is in its _ThreadRecord: what is
+# armed in its slot, what is queued behind it, what it is handling, its scopes
+# and shields, whether its profile function watches for it leaving lock
+# handling, and (weakly) the receipt it raised last. _records maps each ident to
+# its record; the thread's own state dict holds a _ThreadWatch that holds the
+# record, so the thread finds its record without a lookup by ident, and CPython
+# drops the watch as the thread ends (with the GIL, before the ident can be
+# reused): _thread_ended then drops the record and settles what it still held.
+# A fork drops every record but the forking thread's (fork.pxi). Nothing else is
+# kept per thread. (Free-threaded builds, issue 17: the record is where a
+# per-thread lock goes.)
 
-cdef dict _armed = {}    # ident -> the Receipt whose carrier is in that thread's slot
-cdef dict _queued = {}   # ident -> list of Receipts waiting for the slot, oldest first
-# ident -> address of the exception of ours it raised last. An address, not the
-# object: holding it would keep its traceback's frames (and their locals) alive.
-# A reused address can only delay the next request until that handler ends.
-cdef dict _handling = {}
-
-
-# ident -> the Receipt raised there last, until the next or the thread's end: how
-# an exception that CPython swallows in a finalizer is recognised (_SwallowWatch).
-cdef dict _last_delivered = {}
+cdef Py_ssize_t _armed_count = 0   # records with something armed: 3.10-3.12 re-signal them
 cdef dict _active = threading._active   # threading's own registry: ident -> Thread
 cdef str _WATCH_KEY = "hardstop._hardstop.watch"
+
+
+cdef class _ThreadRecord:
+    """hardstop's state for one thread ident."""
+    cdef readonly unsigned long ident
+    cdef object key           # the ident as an int: the key in _records, made once
+    cdef Receipt armed        # the request whose carrier is in the slot, or None
+    cdef list queued          # requests waiting for the slot, oldest first; None when none
+    # Address of the exception of ours it raised last, while it may be handling it
+    # (0: none). An address, not the object: holding it would keep its traceback's
+    # frames (and their locals) alive. A reused address can only delay the next
+    # request until that handler ends.
+    cdef Py_ssize_t handling
+    # A weak reference to the receipt raised there last, until the next: how an
+    # exception that CPython swallows in a finalizer is recognised (unraisable.pxi).
+    # Weak, so that a receipt the program dropped (and its exception, traceback
+    # and frames) is freed.
+    cdef object last_delivered
+    cdef long long entered    # scopes this thread has entered: the last one's position (scopes.pxi)
+    cdef long long shield_top  # position of its innermost open shield; 0 when it is in none
+    cdef list shields         # positions of its open shields, in the order entered; None before the first
+    cdef bint watching_leave  # its profile function is _leave_watch (stdlib_locks.pxi)
+
+
+cdef dict _records = {}   # ident -> _ThreadRecord
+
+
+cdef class _ThreadWatch:
+    """Kept in a target's thread-state dict; CPython drops it as the thread ends.
+
+    ``PyThreadState_Clear`` clears that dict in the ending thread, with the GIL,
+    before the ident can be reused: requests still pending then never were raised.
+    """
+    cdef _ThreadRecord record
+
+    def __dealloc__(self):
+        if self.record is not None and _records is not None:
+            _thread_ended(self.record)
 
 
 cdef int _count_states(unsigned long ident, PyThreadState **found) noexcept:
@@ -61,17 +98,40 @@ cdef bint _disarm(unsigned long ident, object carrier) noexcept:
     return False
 
 
-cdef class _ThreadWatch:
-    """Kept in a target's thread-state dict; CPython drops it as the thread ends.
+cdef inline void _set_armed(_ThreadRecord record, Receipt receipt) noexcept:
+    global _armed_count
+    if record.armed is None:
+        _armed_count += 1
+    record.armed = receipt
 
-    ``PyThreadState_Clear`` clears that dict in the ending thread, with the GIL,
-    before the ident can be reused: requests still pending then never were raised.
-    """
-    cdef unsigned long ident
 
-    def __dealloc__(self):
-        if self.ident and _armed is not None:
-            _thread_ended(self.ident)
+cdef inline Receipt _take_armed(_ThreadRecord record):
+    """Forget what is armed for the thread (the slot is someone else's business)."""
+    global _armed_count
+    cdef Receipt receipt = record.armed
+    if receipt is not None:
+        _armed_count -= 1
+        record.armed = None
+    return receipt
+
+
+cdef inline void _enqueue(_ThreadRecord record, Receipt receipt, bint first=False):
+    if record.queued is None:
+        record.queued = [receipt]
+    elif first:
+        record.queued.insert(0, receipt)
+    else:
+        record.queued.append(receipt)
+
+
+cdef list _drop_pending(_ThreadRecord record):
+    """Take every request the record holds (armed first, then queued)."""
+    cdef Receipt armed = _take_armed(record)
+    pending = record.queued if record.queued is not None else []
+    record.queued = None
+    if armed is not None:
+        pending.insert(0, armed)
+    return pending
 
 
 cdef str _why_ended():
@@ -82,37 +142,66 @@ cdef str _why_ended():
     return "the thread ended before it raised this exception"
 
 
-cdef void _thread_ended(unsigned long ident):
+cdef void _thread_ended(_ThreadRecord record):
     cdef Receipt receipt
-    pending = _queued.pop(ident, [])
-    armed = _armed.pop(ident, None)
-    _handling.pop(ident, None)
-    _scopes.pop(ident, None)
-    _last_delivered.pop(ident, None)
-    _watching_leave.discard(ident)
-    if armed is not None:
-        pending.insert(0, armed)
+    if _records.get(record.key) is record:
+        del _records[record.key]
+    pending = _drop_pending(record)
+    record.handling = 0
+    record.last_delivered = None
+    record.watching_leave = False
+    if not pending:
+        return
     why = _why_ended()
     for receipt in pending:
         _finish(receipt, UNDELIVERED, why)
 
 
-cdef int _watch(PyThreadState *ts, unsigned long ident) except -1:
+cdef _ThreadRecord _record_for(PyThreadState *ts, object key):
+    """The record of the thread running on ``ts``, whose ident is ``key``; made
+    (and its watch put in the thread's state dict) on first use."""
+    cdef _ThreadRecord record = _records.get(key)
     cdef _ThreadWatch watch
+    if record is not None:
+        return record
     if ts.dict == NULL:
         ts.dict = PyDict_New()   # what PyThreadState_GetDict does for its own thread
         if ts.dict == NULL:
-            return -1
+            raise MemoryError()
     states = <dict>ts.dict
     old = states.get(_WATCH_KEY)
-    if old is not None and (<_ThreadWatch>old).ident == ident:
-        return 0
-    if old is not None:
-        (<_ThreadWatch>old).ident = 0   # the state changed ident: the old watch means nothing
+    if old is not None and (<_ThreadWatch>old).record is not None:
+        # The state changed ident: what was recorded for the old one never lands.
+        _thread_ended((<_ThreadWatch>old).record)
+        (<_ThreadWatch>old).record = None
+    record = _ThreadRecord.__new__(_ThreadRecord)
+    record.ident = key
+    record.key = key
     watch = _ThreadWatch.__new__(_ThreadWatch)
-    watch.ident = ident
+    watch.record = record
     states[_WATCH_KEY] = watch
-    return 0
+    _records[key] = record
+    return record
+
+
+cdef _ThreadRecord _record_here():
+    """The calling thread's record, found through its thread-state dict; or None."""
+    cdef PyThreadState *ts = PyThreadState_Get()
+    cdef PyObject *watch
+    if ts.dict == NULL:
+        return None
+    watch = PyDict_GetItem(<object>ts.dict, _WATCH_KEY)   # borrowed; never raises
+    if watch == NULL:
+        return None
+    return (<_ThreadWatch>watch).record
+
+
+cdef _ThreadRecord _own_record():
+    """The calling thread's record, made on first use."""
+    cdef _ThreadRecord record = _record_here()
+    if record is None:
+        record = _record_for(PyThreadState_Get(), PyThread_get_thread_ident())
+    return record
 
 
 cdef PyThreadState *_only_state(unsigned long ident) except NULL:
@@ -157,3 +246,12 @@ def slot_is_empty(unsigned long ident):
             return False
         ts = PyThreadState_Next(ts)
     return True
+
+
+def last_delivered(ident):
+    """The receipt raised last in the thread ``ident``, while hardstop still
+    recognises it if CPython swallows it in a finalizer (and the program keeps it)."""
+    cdef _ThreadRecord record = _records.get(ident)
+    if record is None or record.last_delivered is None:
+        return None
+    return record.last_delivered()

@@ -16,7 +16,7 @@ cdef class _SwallowWatch:
     cdef readonly object wrapped
 
     def __call__(self, unraisable):
-        if _swallowed(PyThread_get_thread_ident(), getattr(unraisable, "exc_value", None)):
+        if _swallowed(getattr(unraisable, "exc_value", None)):
             return None
         # The hook reports the error (it formats a traceback, pytest records it):
         # a request that lands in it would break the report. Held until it returns.
@@ -36,15 +36,17 @@ cdef void _watch_unraisable() except *:
         _sys.unraisablehook = watch
 
 
-cdef bint _swallowed(unsigned long ident, object error) except -1:
+cdef bint _swallowed(object error) except -1:
     """Turn the receipt of ``error``, just swallowed, to undelivered; True if it was a deadline's expiry."""
-    cdef Receipt receipt = _last_delivered.get(ident)
+    cdef _ThreadRecord record = _record_here()
+    cdef Receipt receipt = None
+    if record is not None and record.last_delivered is not None:
+        receipt = record.last_delivered()
     if receipt is None or error is None or receipt.exception is not error or receipt._status is not DELIVERED:
         return False
-    del _last_delivered[ident]
-    receipt._status = UNDELIVERED
-    receipt.reason = _SWALLOWED
-    _handling.pop(ident, None)   # nothing handles it: the next request may be armed
+    record.last_delivered = None
+    _finish(receipt, UNDELIVERED, _SWALLOWED)
+    record.handling = 0   # nothing handles it: the next request may be armed
     if receipt._scope is not None and (<Deadline>receipt._scope)._raises is not None:
         _refire_soon(<Deadline>receipt._scope)   # it fires once, but its block never saw this one
     return receipt._scope is not None

@@ -19,9 +19,13 @@ cdef double _GIVE_UP_AFTER = 1.0
 
 cdef void _resignal_armed():
     """3.10-3.12: raise the shared flag again for requests still armed elsewhere."""
+    cdef _ThreadRecord record
     cdef Receipt receipt
     cdef PyThreadState *ts = NULL
-    for receipt in list(_armed.values()):
+    for record in list(_records.values()):
+        receipt = record.armed
+        if receipt is None:
+            continue
         if _count_states(receipt.ident, &ts) == 1 and ts.async_exc == <PyObject *>receipt._carrier:
             PyThreadState_SetAsyncExc(receipt.ident, <PyObject *>receipt._carrier)
             return
@@ -51,7 +55,7 @@ cdef int _reset_shared_flag() except -1:
         _run_bytecode()
     except _ResetFlag:
         pass
-    if _armed:
+    if _armed_count:
         _resignal_armed()
     return 0
 
@@ -62,16 +66,16 @@ exec("def run_bytecode():\n    for _ in (0, 1, 2):\n        pass\n", _namespace)
 _run_bytecode = _namespace.pop("run_bytecode")
 
 
-cdef void _give_up_if_discarded(unsigned long ident):
+cdef void _give_up_if_discarded(_ThreadRecord record):
     cdef PyThreadState *ts = NULL
-    cdef Receipt receipt = _armed.get(ident)
-    if receipt is None or _count_states(ident, &ts) != 1 or ts.async_exc == <PyObject *>receipt._carrier:
+    cdef Receipt receipt = record.armed
+    if receipt is None or _count_states(record.ident, &ts) != 1 or ts.async_exc == <PyObject *>receipt._carrier:
         return
     now = _monotonic()
     if receipt._taken_at == 0:
         receipt._taken_at = now
     elif now - receipt._taken_at >= _GIVE_UP_AFTER:
-        del _armed[ident]
+        _take_armed(record)
         _finish(receipt, UNDELIVERED,
                 "raised, then discarded by C code before any handler saw it (CPython 3.10/3.11)")
 

@@ -335,3 +335,43 @@ def test_a_new_thread_in_the_child_is_never_woken_through_a_parent_threads_unblo
 
 
 SLEEP = hardstop.sleep.__code__
+
+
+def interrupt_me_from_another_thread() -> hardstop.Receipt:
+    me = threading.current_thread()
+    receipts: list[hardstop.Receipt] = []
+    helper = threading.Thread(target=lambda: receipts.append(hardstop.interrupt(me)))
+    try:
+        helper.start()
+        spin(threading.Event())
+    except hardstop.Interrupted:
+        pass
+    helper.join(WAIT)
+    return receipts[0]
+
+
+def test_the_child_keeps_no_receipt_delivered_in_the_parent() -> None:
+    """The record of the last delivered receipt (how a swallowed exception is
+    recognised) goes with the fork: other threads' records are dropped, and the
+    forking thread's forgets the parent's receipt."""
+    stop = threading.Event()
+    with Target(lambda: spin(stop), wanted=2) as target:
+        theirs = hardstop.interrupt(target.thread)
+        assert theirs.wait(WAIT)
+        mine = interrupt_me_from_another_thread()
+        assert mine.delivered
+        worker, me = target.thread.ident, threading.get_ident()
+        assert _hardstop.last_delivered(worker) is theirs
+        assert _hardstop.last_delivered(me) is mine
+
+        def child() -> list[str]:
+            return [
+                f"worker: {_hardstop.last_delivered(worker)}",
+                f"forking thread: {_hardstop.last_delivered(me)}",
+                f"pending for the worker: {_hardstop.pending_count(worker)}",
+            ]
+
+        lines = in_child(child)
+        assert _hardstop.last_delivered(worker) is theirs  # the parent is untouched
+        stop.set()
+    assert lines == ["worker: None", "forking thread: None", "pending for the worker: 0"]

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import _thread
+import gc
 import sys
 import threading
 import time
+import weakref
 
 import pytest
 
@@ -200,3 +202,38 @@ def test_a_request_made_while_the_target_handles_the_previous_one_waits_for_the_
         target.thread.join(WAIT)
     assert finished_handlers == [first.exception, second.exception]
     assert target.caught == [first.exception, second.exception]
+
+
+def test_a_delivered_exception_is_freed_once_its_receipt_is_dropped_while_the_thread_lives() -> None:
+    """hardstop keeps no strong reference to a delivered request: not to the
+    receipt, nor to its exception (whose traceback holds the unwound frames)."""
+    running = threading.Event()
+    caught = threading.Event()
+    release = threading.Event()
+
+    def body() -> None:
+        try:
+            running.set()
+            spin(release)
+        except hardstop.Interrupted:
+            pass  # handled and dropped here
+        caught.set()
+        release.wait(WAIT)  # the thread lives on
+
+    thread = threading.Thread(target=body, daemon=True)
+    thread.start()
+    try:
+        assert running.wait(WAIT)
+        receipt = hardstop.interrupt(thread, hardstop.Interrupted("kept alive?"))
+        exception = weakref.ref(receipt.exception)
+        assert caught.wait(WAIT)
+        assert receipt.delivered
+        assert _hardstop.last_delivered(thread.ident) is receipt  # still recognised while kept
+        del receipt
+        gc.collect()
+        assert thread.is_alive()
+        assert exception() is None, "the core keeps a delivered exception alive"
+        assert _hardstop.last_delivered(thread.ident) is None
+    finally:
+        release.set()
+        thread.join(WAIT)

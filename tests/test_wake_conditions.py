@@ -13,6 +13,7 @@ import pytest
 
 import hardstop
 from conftest import WAIT, Target
+from hardstop import _hardstop
 
 LONG = 60.0
 
@@ -239,3 +240,70 @@ def test_a_worker_in_a_wait_nobody_can_end_gets_an_honest_receipt() -> None:
             )
         assert receipt.wait(0.1) is False  # still in the lock wait
         assert receipt.wait(WAIT)  # raised once the wait returned by itself
+
+
+# A request whose wake has begun (its waiter released, or its notification handed
+# on) can no longer be withdrawn: cancel() says False and the exception lands.
+# Withdrawn, the released wait would return as if notified (Event.wait -> True
+# with the flag unset). Each case: (name, call that must not return, its condition).
+def withdrawal_cases():
+    condition = threading.Condition()
+    event = threading.Event()
+    semaphore = threading.Semaphore(0)
+    barrier = threading.Barrier(2)
+    empty: queue.Queue = queue.Queue()
+    full = full_queue()
+
+    def cond_wait() -> object:
+        with condition:
+            return condition.wait(LONG)
+
+    def cond_wait_for() -> object:
+        with condition:
+            return condition.wait_for(lambda: False, LONG)
+
+    return [
+        ("Event.wait", lambda: event.wait(LONG), event._cond),
+        ("Condition.wait", cond_wait, condition),
+        ("Condition.wait_for", cond_wait_for, condition),
+        ("Queue.get", lambda: empty.get(timeout=LONG), empty.not_empty),
+        ("Queue.put", lambda: full.put("more", timeout=LONG), full.not_full),
+        ("Semaphore.acquire", lambda: semaphore.acquire(timeout=LONG), semaphore._cond),
+        ("Barrier.wait", lambda: barrier.wait(LONG), barrier._cond),
+    ]
+
+
+def until_blocked_in_wait(condition, thread: threading.Thread) -> None:
+    """Until ``thread`` is listed as a waiter and blocked at the wait itself."""
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        if condition._waiters and not _hardstop.in_protected_code(thread.ident):
+            return
+        time.sleep(0.001)
+    raise AssertionError("the target never blocked in its wait")
+
+
+@pytest.mark.parametrize("index", range(7))
+def test_a_request_whose_wake_has_begun_cannot_be_withdrawn(index: int) -> None:
+    name, call, condition = withdrawal_cases()[index]
+    outcome: list[object] = []
+
+    def body() -> None:
+        try:
+            outcome.append(("returned", call()))
+        except hardstop.Interrupted as error:
+            outcome.append(("raised", error))
+
+    thread = threading.Thread(target=body, daemon=True)
+    thread.start()
+    until_blocked_in_wait(condition, thread)
+    receipt = hardstop.interrupt(thread)
+    assert receipt.wake == "Condition.wait: its waiter was released", name
+    withdrawn = receipt.cancel()
+    thread.join(WAIT)
+    assert not thread.is_alive(), f"{name} stayed blocked"
+    assert outcome == [("raised", receipt.exception)], f"{name}: {outcome} (cancel() said {withdrawn})"
+    assert withdrawn is False, name
+    assert receipt.status == "delivered"
+    assert len(condition._waiters) == 0, name
+    assert lock_is_free(condition._lock), name

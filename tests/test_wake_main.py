@@ -181,7 +181,11 @@ def test_a_handler_installed_before_hardstop_is_not_called_for_withdrawn_wakes()
         main = threading.main_thread()
         done = threading.Event()
         outcomes = []
+        started = threading.Event()
         def withdraw():
+            # Not before the main thread is past start(): a wake in its Condition wait
+            # releases a lock and cannot be withdrawn, so that exception would land.
+            started.wait()
             for _ in range(20):
                 receipt = hardstop.interrupt(main)
                 outcomes.append((receipt.wake, receipt.cancel()))
@@ -193,6 +197,7 @@ def test_a_handler_installed_before_hardstop_is_not_called_for_withdrawn_wakes()
             except hardstop.Interrupted:
                 outcomes.append(("raised", False))
         threading.Thread(target=withdraw).start()
+        started.set()
         while not done.is_set():
             nap()
         print("user handler calls:", len(calls))

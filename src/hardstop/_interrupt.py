@@ -1,8 +1,9 @@
-"""``interrupt()``: validate the exception, find its carrier, arm or queue it.
+"""``interrupt()`` and the pump thread that arms queued requests.
 
-The extension does the part that must be indivisible (check the target, arm the
-slot, keep the receipt); this module does the part that may run Python code
-(building the exception, making the carrier class) before that step.
+``interrupt()`` itself is compiled (``_hardstop.interrupt``, ext/interrupt.pxi):
+one call checks the target and the exception, finds the carrier, arms or
+queues, and wakes the target (handing the waits that need Python to
+``hardstop._wake``). This module runs what must be Python: the pump thread.
 
 Several requests aimed at one thread form a queue: one is armed at a time, so
 each request is raised once, in order, or ends cancelled or undelivered. The
@@ -20,91 +21,14 @@ import threading
 import time
 
 from hardstop import _hardstop, _own_threads, _protected, _wake  # noqa: F401 - _protected binds on import
-from hardstop._errors import AmbiguousThread, Interrupted
-from hardstop._hardstop import Receipt
-from hardstop._targets import resolve
+from hardstop._hardstop import interrupt
 
-# One carrier per exception type, kept for the life of the process (a class is
-# small, and creating one per request would cost more than the whole request).
-_carriers: dict[type, type] = {}
+__all__ = ["ensure_pump", "interrupt"]
 
-# On 3.10/3.11 a thread that is starting another one shares its ident with the
-# child's pre-allocated thread state until the child first runs; waiting that out
-# beats a refusal. On a loaded machine the child can wait for a CPU well past
-# 0.1 s (a CI run refused so), hence a full second.
-_AMBIGUITY_PATIENCE = 1.0
+_carrier_for = _hardstop.carrier_for
+_exception_instance = _hardstop.exception_instance
+
 _PUMP_INTERVAL = 0.001
-
-
-def _exception_instance(exc: object) -> BaseException:
-    if isinstance(exc, BaseException):
-        return exc
-    if isinstance(exc, type) and issubclass(exc, BaseException):
-        try:
-            return exc()
-        except Exception as error:
-            raise TypeError(
-                f"{exc.__qualname__} cannot be created without arguments ({error}): pass an instance instead."
-            ) from error
-    raise TypeError(f"The exception must be a BaseException subclass or instance, not {type(exc).__name__} {exc!r}.")
-
-
-def _carrier_for(kind: type) -> type:
-    carrier = _carriers.get(kind)
-    if carrier is None:
-        namespace = {
-            "__new__": staticmethod(_hardstop.deliver),
-            "__module__": kind.__module__,
-            "__qualname__": kind.__qualname__,
-            "__slots__": (),
-        }
-        try:
-            carrier = type(kind)(kind.__name__, (kind,), namespace)
-        except TypeError as error:
-            raise TypeError(f"{kind.__qualname__} cannot be raised in another thread: {error}.") from error
-        carrier = _carriers.setdefault(kind, carrier)
-    return carrier
-
-
-def interrupt(thread: object, exc: object = Interrupted, *, wake: bool = True) -> Receipt:
-    """Raise ``exc`` in ``thread`` as soon as it runs Python code; return a Receipt.
-
-    ``thread`` is a ``threading.Thread`` (checked to be running and to still own
-    its ident when the exception is armed) or an int ident (whichever live thread
-    of this interpreter has that ident now). ``exc`` is an exception class
-    (instantiated here, without arguments) or an instance, raised as that very
-    object. With ``wake`` (the default), a target blocked in a wait that
-    hardstop can end (``threading.Condition`` and what is built on it, or any
-    wait inside ``hardstop.unblocking()``) is woken once the exception is armed;
-    ``wake=False`` only arms. Raises ``ThreadNotFound``,
-    ``AmbiguousThread`` or ``TypeError``; after a refusal nothing is pending.
-    """
-    target, ident = resolve(thread)
-    instance = _exception_instance(exc)
-    carrier = _carrier_for(type(instance))
-
-    def arm() -> Receipt:
-        give_up = None
-        while True:
-            try:
-                return _hardstop.arm(target, ident, instance, carrier)
-            except AmbiguousThread:
-                now = time.monotonic()
-                give_up = give_up or now + _AMBIGUITY_PATIENCE
-                if now >= give_up:
-                    raise
-                time.sleep(0.001)
-
-    if ident == threading.get_ident():
-        receipt = arm()
-        receipt.wake = "not needed: the calling thread raises it as soon as this call returns"
-    elif wake:
-        receipt = _wake.arm_and_wake(ident, arm)
-    else:
-        receipt = arm()
-        receipt.wake = "not woken: wake=False"
-    ensure_pump()
-    return receipt
 
 
 def ensure_pump() -> None:
@@ -155,5 +79,5 @@ if sys.version_info < (3, 11) and threading.excepthook is threading.__excepthook
     threading.excepthook = _excepthook_with_real_type
 
 
-_hardstop._bind_interrupt(interrupt, _start_pump)
+_hardstop._bind_interrupt(_start_pump, _wake)
 os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -60,7 +60,15 @@ from typing import Any
 
 from hardstop import _join, _own_threads  # noqa: F401 - _join mends Thread.join on import
 from hardstop._errors import non_negative_seconds
-from hardstop._hardstop import Receipt, current_frame, in_protected_code, is_armed, shield
+from hardstop._hardstop import (
+    Receipt,
+    began_wake,
+    current_frame,
+    in_protected_code,
+    is_armed,
+    shield,
+    unlist_waiter,
+)
 
 _LOCK_PATIENCE = 0.05  # seconds the interrupter waits for a busy condition lock
 _CONDITION_WAIT = threading.Condition.wait.__code__
@@ -253,19 +261,18 @@ def _condition_wait_in(frame: FrameType | None) -> tuple[Any, Any] | None:
 
 def _end_condition_wait(condition: Any, waiter: Any, receipt: Receipt) -> None:
     """With the condition's lock held and the exception armed: end the wait."""
-    try:
-        condition._waiters.remove(waiter)
-    except ValueError:
-        # Not listed: notified already. If it is still inside that wait it will
-        # raise instead of acting on the notification: hand it on.
-        if _condition_wait(receipt.ident) == (condition, waiter):
-            condition.notify(1)
-            receipt.wake = "Condition.wait: it was notified already; the notification was handed on"
-        else:
-            receipt.wake = "Condition.wait: it had already left the wait"
-    else:
+    if unlist_waiter(condition._waiters, waiter):
+        began_wake(receipt)  # withdrawn, the released wait would return as if notified
         waiter.release()
         receipt.wake = "Condition.wait: its waiter was released"
+    elif _condition_wait(receipt.ident) == (condition, waiter):
+        # Not listed: notified already, and still inside that wait, where it will
+        # raise instead of acting on the notification: hand it on.
+        began_wake(receipt)  # withdrawn, it would act on a notification given away
+        condition.notify(1)
+        receipt.wake = "Condition.wait: it was notified already; the notification was handed on"
+    else:
+        receipt.wake = "Condition.wait: it had already left the wait"
 
 
 def _wake_condition_later(condition: Any, waiter: Any, receipt: Receipt) -> None:
