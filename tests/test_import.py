@@ -1,4 +1,7 @@
-"""What ``import hardstop`` costs the importer: no asyncio until ``to_thread`` is used."""
+"""What ``import hardstop`` costs the importer: no asyncio until ``to_thread`` is used, no
+typing, dataclasses, logging or concurrent.futures either (benchmarks/import_time.py measures
+the time); the lock handling of logging and concurrent.futures is still protected once they
+are imported, later."""
 
 from __future__ import annotations
 
@@ -16,6 +19,72 @@ def test_importing_hardstop_does_not_import_asyncio() -> None:
     result = run("import sys, hardstop; print(sorted(m for m in sys.modules if m.split('.')[0] == 'asyncio'))")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+SLOW_TO_IMPORT = ("asyncio", "typing", "dataclasses", "logging", "concurrent", "inspect", "traceback")
+
+
+def test_importing_hardstop_imports_none_of_the_slow_modules() -> None:
+    result = run(
+        f"import sys; before = set(sys.modules); import hardstop\n"
+        f"print(sorted(m for m in set(sys.modules) - before if m.split('.')[0] in {SLOW_TO_IMPORT!r}))"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_kill_and_its_result_are_loaded_on_first_use_and_listed() -> None:
+    result = run(
+        "import sys, hardstop\n"
+        "assert 'hardstop._kill' not in sys.modules and {'kill', 'KillResult'} <= set(dir(hardstop))\n"
+        "from hardstop import kill\n"
+        "from hardstop._kill import KillResult, kill as real\n"
+        "assert kill is real and hardstop.KillResult is KillResult\n"
+        "print('ok')"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+
+
+LOCK_HELD = """
+import sys, threading, time
+import hardstop
+from hardstop import _hardstop
+assert 'logging' not in sys.modules
+import {module}
+{hold}
+worker = threading.Thread(target={blocked}, daemon=True)
+worker.start()
+give_up = time.monotonic() + 30
+while not _hardstop.in_protected_code(worker.ident) and time.monotonic() < give_up:
+    time.sleep(0.01)
+print(_hardstop.in_protected_code(worker.ident))
+"""
+
+
+def test_logging_imported_after_hardstop_has_its_lock_handling_protected() -> None:
+    # A worker blocked on a logging handler's lock: its innermost Python frame is logging's.
+    code = LOCK_HELD.format(
+        module="logging",
+        hold="handler = logging.Handler(); handler.acquire()",
+        blocked="lambda: handler.handle(logging.makeLogRecord({}))",
+    )
+    result = run(code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "True"
+
+
+def test_concurrent_futures_imported_after_hardstop_has_its_lock_handling_protected() -> None:
+    # A worker blocked on a Future's lock in concurrent.futures' own code (wait()'s
+    # _AcquireFutures.__enter__ calls the lock's C acquire directly).
+    code = LOCK_HELD.format(
+        module="concurrent.futures",
+        hold="future = concurrent.futures.Future(); future._condition.acquire()",
+        blocked="lambda: concurrent.futures.wait([future], timeout=60)",
+    )
+    result = run(code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "True"
 
 
 def test_to_thread_is_loaded_on_first_use_by_attribute_and_by_from_import() -> None:

@@ -1,20 +1,24 @@
 """hardstop: raise an exception in another Python thread, safely."""
 
+from __future__ import annotations
+
 from hardstop import _main_interpreter  # noqa: F401 - first: refuses a sub-interpreter before the extension loads
 
 # isort: split
-from typing import TYPE_CHECKING, Any
-
 from hardstop._deadline import Deadline, deadline, deadline_at, timeout
 from hardstop._errors import AmbiguousThread, DeadlineExceeded, Expired, HardstopError, Interrupted, ThreadNotFound
 from hardstop._hardstop import Receipt, shield
 from hardstop._interrupt import interrupt
-from hardstop._kill import KillResult, kill
 from hardstop._shield import shielded
 from hardstop._wake import set_wake_signal, sleep, unblocking, wake_signal
 
+# Loaded on first use (see __getattr__); typing is slow to import, so no `from typing`.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from hardstop._asyncio import to_thread
+    from hardstop._kill import KillResult, kill
 
 __version__ = "0.1.0"
 
@@ -51,11 +55,19 @@ def get_include() -> str:
     return os.path.join(os.path.dirname(__file__), "include")
 
 
-def __getattr__(name: str) -> Any:
-    # to_thread needs asyncio, whose import costs more than all of hardstop: load it on first use.
-    if name == "to_thread":
-        from hardstop._asyncio import to_thread
+# Names whose modules are imported on first use: to_thread needs asyncio, whose
+# import costs more than all of hardstop; kill() needs dataclasses and traceback.
+_LAZY = {"to_thread": "hardstop._asyncio", "kill": "hardstop._kill", "KillResult": "hardstop._kill"}
 
-        globals()["to_thread"] = to_thread
-        return to_thread
-    raise AttributeError(f"module 'hardstop' has no attribute {name!r}")
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'hardstop' has no attribute {name!r}")
+    value = getattr(__import__(module, fromlist=[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -28,14 +28,18 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import ParamSpec, TypeVar
 
 from hardstop import _hardstop, _interrupt, _own_threads, _wake
 from hardstop._errors import AmbiguousThread, DeadlineExceeded, ThreadNotFound, _DeadlinePassed
 from hardstop._hardstop import Deadline, deadline, deadline_at
 
-P = ParamSpec("P")
-R = TypeVar("R")
+# typing costs more to import than all of hardstop: these exist for type checkers only.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import ParamSpec, TypeVar
+
+    P = ParamSpec("P")
+    R = TypeVar("R")
 
 _AMBIGUITY_RETRY = 0.001  # 3.10/3.11: the thread is starting another; try again shortly
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+
+TYPE_CHECKING = False  # typing is slow to import, and only type checkers need what it guards
 
 if TYPE_CHECKING:
     from hardstop._hardstop import Deadline

@@ -34,17 +34,23 @@ covers those.
 
 from __future__ import annotations
 
-import concurrent.futures._base
 import dis
-import logging
 import queue
+import sys
 import threading
 import types
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from hardstop import _hardstop
 
-_MODULES = (threading, queue, concurrent.futures._base, logging)
+TYPE_CHECKING = False  # typing is slow to import
+if TYPE_CHECKING:
+    from importlib.machinery import ModuleSpec
+
+# logging and concurrent.futures are bound when they are imported (_BindOnImport),
+# not imported here: together they cost more than the rest of `import hardstop`.
+_MODULES = (threading, queue)
+_LATE = {"logging", "concurrent.futures._base"}
 
 # Where these modules wait and cope with an exception themselves, and
 # Thread.run, which only calls the thread's target (often a C function that
@@ -98,16 +104,65 @@ def _wait_lines(wait: types.CodeType) -> set[int]:
     return set(lines[1:])
 
 
-def protected_codes() -> list[types.CodeType]:
-    return [code for module in _MODULES for name, code in _code_objects(module) if name not in _EXEMPT]
+def protected_codes(modules: tuple[types.ModuleType, ...] = _MODULES) -> list[types.CodeType]:
+    return [code for module in modules for name, code in _code_objects(module) if name not in _EXEMPT]
 
 
 # Kept here: the extension keeps only their id()s.
 _CODES = protected_codes()
 _WAIT = threading.Condition.wait.__code__
+_WAIT_LINES = _wait_lines(_WAIT)
 
 
-# The __exit__ methods a with statement in any frame calls unprotected (see the docstring).
-_hardstop._bind_protected(
-    _CODES, _WAIT, _wait_lines(_WAIT), threading.Condition.__exit__.__code__, threading.Semaphore.__exit__.__code__
-)
+def _bind() -> None:
+    # The __exit__ methods a with statement in any frame calls unprotected (see the docstring).
+    _hardstop._bind_protected(
+        _CODES, _WAIT, _WAIT_LINES, threading.Condition.__exit__.__code__, threading.Semaphore.__exit__.__code__
+    )
+
+
+def _bind_late(module: types.ModuleType) -> None:
+    _CODES.extend(protected_codes((module,)))
+    _bind()
+    _LATE.discard(module.__name__)
+    if not _LATE and _BIND_ON_IMPORT in sys.meta_path:
+        sys.meta_path.remove(_BIND_ON_IMPORT)
+
+
+class _BindOnImport:
+    """An import finder that finds nothing itself: it lets the other finders find
+    a late module, and has the loader bind the module's code objects the moment
+    they exist, before the import returns to anyone."""
+
+    def find_spec(
+        self, name: str, path: Sequence[str] | None, target: types.ModuleType | None = None
+    ) -> ModuleSpec | None:
+        if name not in _LATE:
+            return None
+        for finder in sys.meta_path:
+            find = getattr(finder, "find_spec", None) if finder is not self else None
+            spec: ModuleSpec | None = find(name, path, target) if find is not None else None
+            if spec is not None:
+                break
+        else:
+            return None
+        loader = spec.loader
+        run = getattr(loader, "exec_module", None)
+        if loader is None or run is None:
+            return None  # not a loader we can follow: the others find it again, unbound
+
+        def exec_module(module: types.ModuleType) -> None:
+            run(module)
+            _bind_late(module)
+
+        loader.exec_module = exec_module  # type: ignore[method-assign, unused-ignore]  # this loader serves this import only
+        return spec
+
+
+_BIND_ON_IMPORT = _BindOnImport()
+_bind()
+for _name in sorted(_LATE):
+    if _name in sys.modules:
+        _bind_late(sys.modules[_name])
+if _LATE:
+    sys.meta_path.insert(0, _BIND_ON_IMPORT)

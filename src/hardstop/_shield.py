@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import ParamSpec, TypeVar
 
 from hardstop._hardstop import shield
 
-P = ParamSpec("P")
-R = TypeVar("R")
+# typing costs more to import than all of hardstop: these exist for type checkers only.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import ParamSpec, TypeVar
+
+    P = ParamSpec("P")
+    R = TypeVar("R")
 
 
 def shielded(func: Callable[P, R]) -> Callable[P, R]:

@@ -49,14 +49,12 @@ from __future__ import annotations
 
 import _thread
 import os
-import signal
 import sys
 import threading
 import time
 import weakref
 from collections.abc import Callable
 from types import FrameType, TracebackType
-from typing import Any
 
 from hardstop import _join, _own_threads  # noqa: F401 - _join mends Thread.join on import
 from hardstop._errors import non_negative_seconds
@@ -70,6 +68,21 @@ from hardstop._hardstop import (
     unlist_waiter,
 )
 
+# typing and signal (whose enums import enum) are slow to import: _signal is signal's
+# C half, and the annotations are strings.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import signal as _signal
+    from typing import Any
+else:
+    import _signal
+
+# What signal.Signals(number).name says: of two names for one number, the first in order.
+_SIGNAL_NAMES = {
+    number: name
+    for name, number in sorted(vars(_signal).items(), reverse=True)
+    if name.startswith("SIG") and not name.startswith("SIG_") and isinstance(number, int)
+}
 _LOCK_PATIENCE = 0.05  # seconds the interrupter waits for a busy condition lock
 _CONDITION_WAIT = threading.Condition.wait.__code__
 
@@ -328,13 +341,13 @@ def _signal_thread(receipt: Receipt) -> bool:
         (main or _SIGNAL_WORKERS)
         and _wake_signal is not None
         and is_armed(receipt)
-        and signal.getsignal(_wake_signal) is _on_wake_signal
+        and _signal.getsignal(_wake_signal) is _on_wake_signal
         and not _blocks_signal(receipt.ident, _wake_signal)
     ):
         _drop_used_up()
         _signalled.append(receipt)
-        signal.pthread_kill(receipt.ident, _wake_signal)
-        name = signal.Signals(_wake_signal).name
+        _signal.pthread_kill(receipt.ident, _wake_signal)
+        name = _SIGNAL_NAMES[_wake_signal]
         receipt.wake = (
             f"{name} sent to the main thread"
             if main
@@ -370,7 +383,7 @@ def _not_woken(ident: int, frame: FrameType | None) -> str:
     main = ident == threading.main_thread().ident
     signum = wake_signal()
     if signum is not None and (main or _SIGNAL_WORKERS) and _blocks_signal(ident, signum):
-        name = signal.Signals(signum).name
+        name = _SIGNAL_NAMES[signum]
         why = f"not woken: the thread blocks {name}, the wake signal, with signal.pthread_sigmask"
     elif main:
         why = "not woken: no wake signal is installed for the main thread"
@@ -410,7 +423,7 @@ def _raised_by_handler(receipt: Receipt) -> bool:
     return traceback.tb_frame.f_code is _on_wake_signal.__code__
 
 
-_UNCATCHABLE = {getattr(signal, name) for name in ("SIGKILL", "SIGSTOP") if hasattr(signal, name)}
+_UNCATCHABLE = {getattr(_signal, name) for name in ("SIGKILL", "SIGSTOP") if hasattr(_signal, name)}
 
 
 def set_wake_signal(signum: int | None) -> None:
@@ -429,35 +442,35 @@ def set_wake_signal(signum: int | None) -> None:
         raise TypeError(
             f"hardstop.set_wake_signal() takes a signal number or None, not {type(signum).__name__} {signum!r}."
         )
-    if signum is not None and (signum not in signal.valid_signals() or signum in _UNCATCHABLE):
+    if signum is not None and (signum not in _signal.valid_signals() or signum in _UNCATCHABLE):
         raise ValueError(f"hardstop.set_wake_signal() takes a signal that can be caught, not {signum!r}.")
-    if signum is not None and not hasattr(signal, "pthread_kill"):
+    if signum is not None and not hasattr(_signal, "pthread_kill"):
         raise RuntimeError(f"hardstop.set_wake_signal({signum!r}): this platform cannot signal a thread.")
     current = wake_signal()
     if signum is not None and signum == current:
         return
     previous = None
     if signum is not None:
-        previous = signal.signal(signum, _on_wake_signal)  # refuses a bad number, as signal.signal does
+        previous = _signal.signal(signum, _on_wake_signal)  # refuses a bad number, as signal.signal does
     if current is not None:
-        signal.signal(current, _chained if _chained is not None else signal.SIG_DFL)  # type: ignore[arg-type]
+        _signal.signal(current, _chained if _chained is not None else _signal.SIG_DFL)  # type: ignore[arg-type]
     _wake_signal, _chained = signum, previous
 
 
 def wake_signal() -> int | None:
     """The signal that wakes the main thread, or None when it is not woken."""
-    if _wake_signal is not None and signal.getsignal(_wake_signal) is _on_wake_signal:
+    if _wake_signal is not None and _signal.getsignal(_wake_signal) is _on_wake_signal:
         return _wake_signal
     return None
 
 
 def _install_default() -> None:
     if (
-        hasattr(signal, "pthread_kill")
-        and hasattr(signal, "SIGURG")
+        hasattr(_signal, "pthread_kill")
+        and hasattr(_signal, "SIGURG")
         and threading.current_thread() is threading.main_thread()
     ):
-        set_wake_signal(signal.SIGURG)
+        set_wake_signal(_signal.SIGURG)
 
 
 def arm_and_wake(ident: int, arm: Callable[[], Receipt]) -> Receipt:
