@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import gc
 import inspect
 import math
 import random
 import threading
 import time
+import weakref
 from concurrent.futures import BrokenExecutor, CancelledError, wait
 
 import pytest
@@ -351,3 +353,21 @@ def test_no_interrupt_leaks_into_the_next_task_under_random_cancels() -> None:
     print(f"{len(said_cancelled)} running tasks cancelled of {len(futures)}; {alive} workers alive")
     assert len(said_cancelled) >= 100
     assert alive == 4  # no worker lost
+
+
+def test_a_finished_future_and_its_task_are_freed_without_the_garbage_collector() -> None:
+    # The task holds its future and the future finds its task: a strong cycle there
+    # left every finished pair to the collector, which then cost more than the tasks.
+    gc.disable()
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            future = pool.submit(abs, -1)
+            assert future.result(WAIT) == 1
+            freed = weakref.ref(future)
+            del future
+            give_up = time.monotonic() + WAIT  # the worker drops its reference after run()
+            while freed() is not None and time.monotonic() < give_up:
+                time.sleep(0.01)
+            assert freed() is None
+    finally:
+        gc.enable()

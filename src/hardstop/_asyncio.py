@@ -55,7 +55,6 @@ async def to_thread(  # type: ignore[misc]
     loop = asyncio.get_running_loop()
     future: Future[T] = Future()
     task = _Task(future, func, args, kwargs, math.inf, contextvars.copy_context())
-    future._task = task
     left = asyncio.Event()
 
     def signal_left() -> None:

@@ -68,7 +68,6 @@ async def run_sync(
         )
     future: Future[T] = Future()
     task = _Task(future, func, args, {}, math.inf)
-    future._task = task
     # Whether the thread got to func, settled under a lock against the cancellation:
     # a thread still on its way must not start func, one inside is waited for.
     handshake = threading.Lock()
