@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -104,19 +103,12 @@ def test_a_handler_blocked_in_c_is_reported_with_its_stack_and_stopped_when_the_
         "(in <lambda>, "
     )
     assert "held.acquire(timeout=seconds_of(environ, 30))" in log.split("GET /lock?seconds=2 is still running")[1]
+    # The expiry, pending while the acquire blocked, was raised at the handler's next check, which on
+    # CPython 3.14 can be the `with finally_lock:` of its finally block as the lock is taken (where 3.14
+    # calls no __exit__): the next request that takes that lock must still be answered.
+    assert server.get("/spin?seconds=0.1", timeout=WAIT)[:2] == (200, b"finished")
 
 
-# Seen in the clean-clone CI run on CPython 3.14 only (3.10-3.13 and 3.15 pass): after the
-# requests stopped earlier in this module, waitress stopped answering these and the client timed
-# out. The cause is not found yet (issue 20 stays open for it); not strict, so a pass is fine.
-SERVER_STALLS_ON_314 = pytest.mark.xfail(
-    sys.version_info[:2] == (3, 14),
-    reason="CPython 3.14: waitress stopped answering (CI), cause not yet found",
-    strict=False,
-)
-
-
-@SERVER_STALLS_ON_314
 @pytest.mark.parametrize("path", ["/stream-length", "/stream-chunked"])
 def test_a_response_that_had_started_is_cut_off_not_passed_off_as_complete(server, path):
     before = finally_count(server)
@@ -140,7 +132,6 @@ def test_an_event_stream_body_is_not_limited(server):
     assert took > LIMIT  # it streamed past the limit
 
 
-@SERVER_STALLS_ON_314
 def test_the_environ_key_replaces_the_limit(server):
     status, body, _ = server.get("/env/spin?seconds=0.8")  # 1.5 s for /env/ paths
     assert (status, body) == (200, b"finished")
@@ -149,7 +140,6 @@ def test_the_environ_key_replaces_the_limit(server):
     assert 1.5 <= took < 1.5 + MARGIN
 
 
-@SERVER_STALLS_ON_314
 def test_time_limit_on_a_view_lengthens_or_shortens_its_limit(server):
     assert server.get("/long")[:2] == (200, b"finished")  # 1.5 s, under its own 5 s limit
     status, body, took = server.get("/short")
