@@ -6,7 +6,13 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -167,3 +173,71 @@ def test_the_framework_examples_of_the_docs(tmp_path, framework):
         assert 0.3 <= took < 0.3 + MARGIN
     finally:
         server.stop()
+
+
+STOPPED_RUN = """
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from web_servers import waitress
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    server = waitress(tmp_path_factory.mktemp("waitress"), "--threads=1")
+    yield server
+    server.stop()
+
+
+def test_runs_until_stopped(server):
+    Path(os.environ["SERVER_PID_FILE"]).write_text(str(server.process.pid))
+    threading.Event().wait(60)  # the outer test sends SIGTERM meanwhile
+"""
+
+
+def test_a_test_run_stopped_with_sigterm_still_stops_the_server_it_started(tmp_path):
+    """A run ended by SIGTERM (a CI time limit) tears its fixtures down, and so stops
+    its ``python -m waitress`` by pid (by default SIGTERM ended pytest at once)."""
+    pytest.importorskip("waitress", reason="waitress is in the test extra")
+    (tmp_path / "test_stopped_run.py").write_text(STOPPED_RUN)
+    pid_file = tmp_path / "server.pid"
+    tests = Path(__file__).parent
+    run = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "conftest", "test_stopped_run.py"],
+        cwd=tmp_path,
+        env={
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(tests), os.environ.get("PYTHONPATH", "")]),
+            "SERVER_PID_FILE": str(pid_file),
+        },
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    server_pid = None
+    try:
+        end = time.monotonic() + WAIT * 3
+        while not (pid_file.exists() and pid_file.read_text()) and run.poll() is None:
+            assert time.monotonic() < end, "the inner run never started its server"
+            time.sleep(0.05)
+        server_pid = int(pid_file.read_text())
+        run.send_signal(signal.SIGTERM)
+        output = run.communicate(timeout=WAIT * 2)[0].decode(errors="replace")
+        assert not _is_waitress(server_pid), f"the server (pid {server_pid}) outlived the run:\n{output}"
+        assert run.returncode == 128 + signal.SIGTERM, output
+        assert "stopped by signal 15" in output, output
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait(WAIT)
+        if server_pid is not None and _is_waitress(server_pid):
+            os.kill(server_pid, signal.SIGKILL)  # left behind: stopped here by its own pid
+
+
+def _is_waitress(pid: int) -> bool:
+    try:
+        return b"waitress" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
