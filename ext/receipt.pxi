@@ -293,6 +293,8 @@ def deliver(cls, *args):
         _resignal_armed()   # CPython has just reset the flag other armed threads need
     if not _LAZY_EXCEPTIONS:
         _finish_interrupted_exit()
+    if _ENTER_UNPROTECTED:
+        _finish_interrupted_enter(receipt.exception)
     return receipt.exception
 
 

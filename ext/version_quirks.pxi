@@ -105,3 +105,39 @@ cdef void _finish_interrupted_exit() except *:
             lock.release()   # Semaphore.release, Python code, as its own __exit__ would run it
     except (RuntimeError, ValueError):
         pass   # not held, or a BoundedSemaphore released too often: that __exit__ would have failed too
+
+
+# 3.14 (fixed in 3.15): a with statement calls __enter__ with an ordinary CALL,
+# checked for pending exceptions after __enter__ returned and before the body is
+# protected, so __exit__ is never called for an exception raised there: a
+# `with lock:` leaves the lock held (see hardstop._with_entry).
+cdef bint _ENTER_UNPROTECTED = 0x030E0000 <= PY_VERSION_HEX < 0x030F0000
+cdef object _finish_enter = None   # hardstop._with_entry.finish_enter
+cdef int _CALL = -1
+cdef int _LOAD_SPECIAL = -1
+
+
+def _bind_with_entry(finish_enter):
+    global _finish_enter, _CALL, _LOAD_SPECIAL
+    if _ENTER_UNPROTECTED:
+        from dis import opmap
+        _finish_enter, _CALL, _LOAD_SPECIAL = finish_enter, opmap["CALL"], opmap["LOAD_SPECIAL"]
+
+
+cdef void _finish_interrupted_enter(object exception) except *:
+    """Raised at the call of a with statement's ``__enter__`` (``LOAD_SPECIAL 0``
+    then ``CALL 0``), so after it returned: have its ``__exit__`` called."""
+    cdef PyFrameObject *frame
+    cdef Py_ssize_t lasti
+    if _finish_enter is None:
+        return
+    frame = PyEval_GetFrame()
+    if frame == NULL:
+        return
+    current = <object><PyObject *>frame
+    lasti = current.f_lasti
+    code = current.f_code.co_code   # the unspecialized instructions (cached by CPython)
+    if (lasti < 2 or lasti + 1 >= len(code) or code[lasti] != _CALL or code[lasti + 1] != 0
+            or code[lasti - 2] != _LOAD_SPECIAL or code[lasti - 1] != 0):
+        return
+    _finish_enter(current, exception)

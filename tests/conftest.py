@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import _thread
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -30,6 +31,18 @@ SWALLOWED_REASON = (
     "it went to sys.unraisablehook"
 )
 HERE = Path(__file__).parent
+
+
+def _end_the_session(signum: int, frame: object) -> None:
+    pytest.exit(f"stopped by signal {signum}", returncode=128 + signum)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # SIGTERM (a CI time limit, `kill PID`) ends the run as Ctrl-C does, so that fixtures still
+    # stop the servers and workers they started, by their pids. Its default action ends the
+    # process at once, skipping them: a module's `python -m waitress` outlived the run so.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _end_the_session)
 
 
 def spin(stop: threading.Event, limit: float = WAIT) -> int:

@@ -257,3 +257,28 @@ def test_stock_anyio_keeps_the_thread_of_a_cancelled_sync_endpoint(tmp_path):
         assert stats(server)["completed"] == 1
     finally:
         server.stop()
+
+
+@pytest.mark.skipif("not has_trio()")
+def test_hardstop_to_thread_under_the_trio_backend_points_to_run_sync():
+    ran = threading.Event()
+
+    async def main():
+        await hardstop.to_thread(ran.set)
+
+    with pytest.raises(RuntimeError) as caught:
+        anyio.run(main, backend="trio")
+    assert str(caught.value) == (
+        "hardstop.to_thread() runs on asyncio's event loop, and this call runs under trio (anyio's trio backend "
+        "is trio): use hardstop.anyio.run_sync(func, *args), which stops the thread on trio too."
+    )
+    assert not ran.is_set()
+
+
+def test_hardstop_to_thread_outside_any_event_loop_says_so():
+    coroutine = hardstop.to_thread(print)
+    with pytest.raises(RuntimeError) as caught:
+        coroutine.send(None)
+    assert str(caught.value) == (
+        "hardstop.to_thread() needs a running asyncio event loop, and none runs in this thread."
+    )

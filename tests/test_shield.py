@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import dis
 import sys
 import threading
+import time
+import types
 from typing import Any
 
 import pytest
@@ -410,12 +413,103 @@ def test_an_exit_stack_holding_a_lock_leaves_it_held() -> None:
     assert leaks > 0
 
 
-@pytest.mark.skipif(sys.version_info[:2] != (3, 14), reason="only CPython 3.14 lets `with lock:` leak (fixed in 3.15)")
-def test_the_unshielded_with_lock_leaks_on_314() -> None:
-    interrupted, leaks = rain(with_lock, 5000, 5000)
-    print(f"{leaks} leaks in {interrupted} interrupted iterations")
+def with_attribute_lock(lock: threading.Lock, counter: list[int]) -> None:
+    holder = types.SimpleNamespace(lock=lock)
+    with holder.lock:
+        counter[0] += 1
+
+
+@pytest.mark.parametrize("critical", [with_lock, with_attribute_lock])
+def test_an_unshielded_with_lock_is_never_left_held_under_a_rain_of_interrupts(critical) -> None:
+    """CPython 3.14 checks for pending exceptions after a with statement's __enter__
+    and before its body is protected (15 of 400 interrupted loops left the lock held
+    without hardstop._with_entry); the other versions never leave it held."""
+    interrupted, leaks = rain(critical, 2000, 10_000)
     assert interrupted >= 2000
-    assert leaks > 0
+    assert leaks == 0
+
+
+class EnteringWith:
+    """A thread blocked in a with statement's ``__enter__`` (a lock the test holds),
+    interrupted there, then let in: the interrupt is raised as ``__enter__`` returns,
+    the instant 3.14 leaves unprotected."""
+
+    def __init__(self, enter) -> None:
+        self.lock = threading.Lock()
+        self.lock.acquire()
+        self.raised: list[BaseException] = []
+        self._enter = enter
+        self._about_to_enter = threading.Event()
+        self.thread = threading.Thread(target=self._run)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._about_to_enter.set()
+            self._enter(self)
+        except hardstop.Interrupted as error:
+            self.raised.append(error)
+
+    def interrupt_inside_enter(self) -> None:
+        assert self._about_to_enter.wait(WAIT)
+        # Until its frame stands at the CALL of __enter__ (blocked in the acquire).
+        end = time.monotonic() + WAIT
+        while not _at_enter_call(sys._current_frames().get(self.thread.ident)):
+            assert time.monotonic() < end, "the thread never reached the with statement"
+            time.sleep(0.001)
+        receipt = hardstop.interrupt(self.thread)
+        self.lock.release()
+        assert receipt.wait(WAIT)
+        self.thread.join(WAIT)
+        assert not self.thread.is_alive()
+
+
+def _at_enter_call(frame: Any) -> bool:
+    if frame is None or frame.f_code.co_name not in ("enter_by_name", "enter_by_subscript"):
+        return False
+    instruction = {i.offset: i for i in dis.get_instructions(frame.f_code)}.get(frame.f_lasti)
+    return instruction is not None and instruction.opname in ("CALL", "BEFORE_WITH", "SETUP_WITH")
+
+
+def _some_body() -> None:
+    pass
+
+
+def enter_by_name(entering: EnteringWith) -> None:
+    lock = entering.lock
+    with lock:
+        _some_body()
+
+
+def enter_by_subscript(entering: EnteringWith) -> None:
+    locks = [entering.lock]
+    with locks[0]:
+        _some_body()
+
+
+def test_an_interrupt_raised_as_with_lock_enters_its_body_leaves_the_lock_released() -> None:
+    entering = EnteringWith(enter_by_name)
+    entering.interrupt_inside_enter()
+    assert len(entering.raised) == 1
+    assert not entering.lock.locked()
+
+
+def test_a_with_statement_whose_manager_cannot_be_found_again_is_logged_on_314(caplog) -> None:
+    entering = EnteringWith(enter_by_subscript)
+    entering.interrupt_inside_enter()
+    assert len(entering.raised) == 1
+    if sys.version_info[:2] == (3, 14):
+        assert entering.lock.locked()  # the honest limit: `locks[0]` is not evaluated a second time
+        entering.lock.release()
+        where = f"{enter_by_subscript.__code__.co_filename}:{enter_by_subscript.__code__.co_firstlineno + 2}"
+        assert caplog.messages == [
+            f"{entering.raised[0]!r} was raised as the with statement at {where} entered its body, where CPython "
+            "3.14 never calls __exit__; hardstop could not find its context manager again (the expression is not "
+            "a name and attributes), so whatever its __enter__ took (a lock?) may be left held"
+        ]
+    else:
+        assert not entering.lock.locked()
+        assert "never calls __exit__" not in caplog.text
 
 
 def test_a_shield_left_open_by_an_ended_thread_holds_nothing_back() -> None:

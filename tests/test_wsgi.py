@@ -6,8 +6,13 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
+import signal
+import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -104,19 +109,12 @@ def test_a_handler_blocked_in_c_is_reported_with_its_stack_and_stopped_when_the_
         "(in <lambda>, "
     )
     assert "held.acquire(timeout=seconds_of(environ, 30))" in log.split("GET /lock?seconds=2 is still running")[1]
+    # The expiry, pending while the acquire blocked, was raised at the handler's next check, which on
+    # CPython 3.14 can be the `with finally_lock:` of its finally block as the lock is taken (where 3.14
+    # calls no __exit__): the next request that takes that lock must still be answered.
+    assert server.get("/spin?seconds=0.1", timeout=WAIT)[:2] == (200, b"finished")
 
 
-# Seen in the clean-clone CI run on CPython 3.14 only (3.10-3.13 and 3.15 pass): after the
-# requests stopped earlier in this module, waitress stopped answering these and the client timed
-# out. The cause is not found yet (issue 20 stays open for it); not strict, so a pass is fine.
-SERVER_STALLS_ON_314 = pytest.mark.xfail(
-    sys.version_info[:2] == (3, 14),
-    reason="CPython 3.14: waitress stopped answering (CI), cause not yet found",
-    strict=False,
-)
-
-
-@SERVER_STALLS_ON_314
 @pytest.mark.parametrize("path", ["/stream-length", "/stream-chunked"])
 def test_a_response_that_had_started_is_cut_off_not_passed_off_as_complete(server, path):
     before = finally_count(server)
@@ -140,7 +138,6 @@ def test_an_event_stream_body_is_not_limited(server):
     assert took > LIMIT  # it streamed past the limit
 
 
-@SERVER_STALLS_ON_314
 def test_the_environ_key_replaces_the_limit(server):
     status, body, _ = server.get("/env/spin?seconds=0.8")  # 1.5 s for /env/ paths
     assert (status, body) == (200, b"finished")
@@ -149,7 +146,6 @@ def test_the_environ_key_replaces_the_limit(server):
     assert 1.5 <= took < 1.5 + MARGIN
 
 
-@SERVER_STALLS_ON_314
 def test_time_limit_on_a_view_lengthens_or_shortens_its_limit(server):
     assert server.get("/long")[:2] == (200, b"finished")  # 1.5 s, under its own 5 s limit
     status, body, took = server.get("/short")
@@ -177,3 +173,71 @@ def test_the_framework_examples_of_the_docs(tmp_path, framework):
         assert 0.3 <= took < 0.3 + MARGIN
     finally:
         server.stop()
+
+
+STOPPED_RUN = """
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from web_servers import waitress
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    server = waitress(tmp_path_factory.mktemp("waitress"), "--threads=1")
+    yield server
+    server.stop()
+
+
+def test_runs_until_stopped(server):
+    Path(os.environ["SERVER_PID_FILE"]).write_text(str(server.process.pid))
+    threading.Event().wait(60)  # the outer test sends SIGTERM meanwhile
+"""
+
+
+def test_a_test_run_stopped_with_sigterm_still_stops_the_server_it_started(tmp_path):
+    """A run ended by SIGTERM (a CI time limit) tears its fixtures down, and so stops
+    its ``python -m waitress`` by pid (by default SIGTERM ended pytest at once)."""
+    pytest.importorskip("waitress", reason="waitress is in the test extra")
+    (tmp_path / "test_stopped_run.py").write_text(STOPPED_RUN)
+    pid_file = tmp_path / "server.pid"
+    tests = Path(__file__).parent
+    run = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "conftest", "test_stopped_run.py"],
+        cwd=tmp_path,
+        env={
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(tests), os.environ.get("PYTHONPATH", "")]),
+            "SERVER_PID_FILE": str(pid_file),
+        },
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    server_pid = None
+    try:
+        end = time.monotonic() + WAIT * 3
+        while not (pid_file.exists() and pid_file.read_text()) and run.poll() is None:
+            assert time.monotonic() < end, "the inner run never started its server"
+            time.sleep(0.05)
+        server_pid = int(pid_file.read_text())
+        run.send_signal(signal.SIGTERM)
+        output = run.communicate(timeout=WAIT * 2)[0].decode(errors="replace")
+        assert not _is_waitress(server_pid), f"the server (pid {server_pid}) outlived the run:\n{output}"
+        assert run.returncode == 128 + signal.SIGTERM, output
+        assert "stopped by signal 15" in output, output
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait(WAIT)
+        if server_pid is not None and _is_waitress(server_pid):
+            os.kill(server_pid, signal.SIGKILL)  # left behind: stopped here by its own pid
+
+
+def _is_waitress(pid: int) -> bool:
+    try:
+        return b"waitress" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False

@@ -46,7 +46,11 @@ class Server:
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         )
-        self._wait_until_listening()
+        try:
+            self._wait_until_listening()
+        except BaseException:
+            self.stop()  # the caller never gets this server to stop it
+            raise
 
     def _wait_until_listening(self) -> None:
         end = time.monotonic() + WAIT * 3
@@ -58,7 +62,6 @@ class Server:
                 return
             except OSError:
                 time.sleep(0.05)
-        self.stop()
         raise AssertionError(f"the server did not listen on port {self.port}:\n{self.log()}")
 
     def get(self, path: str, timeout: float = WAIT * 3) -> tuple[int, bytes, float]:

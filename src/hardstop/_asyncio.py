@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import math
+import sys
 import warnings
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar, overload
@@ -52,7 +53,7 @@ async def to_thread(  # type: ignore[misc]
         "hardstop.to_thread()'s stop_timeout takes a number of seconds",
         "hardstop.to_thread()'s stop_timeout takes a non-negative number of seconds",
     )
-    loop = asyncio.get_running_loop()
+    loop = _running_loop()
     future: Future[T] = Future()
     task = _Task(future, func, args, kwargs, math.inf, contextvars.copy_context())
     left = asyncio.Event()
@@ -72,6 +73,32 @@ async def to_thread(  # type: ignore[misc]
         if task.started:
             await _until_left(left, task, stop_timeout)
         raise
+
+
+def _running_loop() -> asyncio.AbstractEventLoop:
+    """The asyncio loop running this call; a clear refusal under trio (anyio's trio
+    backend included), where asyncio.get_running_loop() only says there is none."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    if _in_trio():
+        raise RuntimeError(
+            "hardstop.to_thread() runs on asyncio's event loop, and this call runs under trio (anyio's trio "
+            "backend is trio): use hardstop.anyio.run_sync(func, *args), which stops the thread on trio too."
+        )
+    raise RuntimeError("hardstop.to_thread() needs a running asyncio event loop, and none runs in this thread.")
+
+
+def _in_trio() -> bool:
+    trio = sys.modules.get("trio")
+    if trio is None:
+        return False  # not imported, so not running
+    try:
+        trio.lowlevel.current_task()
+    except RuntimeError:
+        return False
+    return True
 
 
 async def _until_left(left: asyncio.Event, task: _Task, stop_timeout: float) -> None:
