@@ -20,8 +20,11 @@ import sys
 import threading
 import time
 
-from hardstop import _hardstop, _own_threads, _protected, _wake, _with_entry  # noqa: F401 - _protected, _with_entry bind on import
+from hardstop import _hardstop, _own_threads, _protected, _wake  # noqa: F401 - _protected binds on import
 from hardstop._hardstop import interrupt
+
+if sys.version_info[:2] == (3, 14):  # the only version whose with statement needs it
+    from hardstop import _with_entry  # noqa: F401 - binds on import
 
 __all__ = ["ensure_pump", "interrupt"]
 

@@ -28,10 +28,13 @@ from __future__ import annotations
 
 import dis
 import functools
-import logging
 import types
 
 from hardstop import _hardstop
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import logging
 
 _ENTER, _EXIT = 0, 1  # LOAD_SPECIAL's argument for __enter__ and __exit__ (3.14)
 _NAME_LOADS = frozenset({"LOAD_FAST", "LOAD_FAST_BORROW", "LOAD_FAST_CHECK", "LOAD_DEREF", "LOAD_GLOBAL", "LOAD_NAME"})
@@ -102,7 +105,7 @@ def finish_enter(frame: types.FrameType, exception: BaseException) -> None:
     try:
         manager = entered_manager(frame)
     except NotFound:
-        _log.error(
+        _log().error(
             "%r was raised as the with statement at %s entered its body, where CPython 3.14 never calls "
             "__exit__; hardstop could not find its context manager again (the expression is not a name and "
             "attributes), so whatever its __enter__ took (a lock?) may be left held",
@@ -113,7 +116,7 @@ def finish_enter(frame: types.FrameType, exception: BaseException) -> None:
     try:
         type(manager).__exit__(manager, type(exception), exception, exception.__traceback__)  # type: ignore[attr-defined]
     except Exception:  # noqa: BLE001 - logged: the exception being raised goes on, as it must
-        _log.exception(
+        _log().exception(
             "%r was raised as the with statement at %s entered its body; the __exit__ of %r, which hardstop "
             "called in CPython 3.14's stead, raised",
             exception,
@@ -122,5 +125,10 @@ def finish_enter(frame: types.FrameType, exception: BaseException) -> None:
         )
 
 
-_log = logging.getLogger("hardstop")
+def _log() -> logging.Logger:
+    import logging  # on first use: logging is slow to import, and only a failure here logs
+
+    return logging.getLogger("hardstop")
+
+
 _hardstop._bind_with_entry(finish_enter)
