@@ -5,6 +5,8 @@ from __future__ import annotations
 from hardstop import _main_interpreter  # noqa: F401 - first: refuses a sub-interpreter before the extension loads
 
 # isort: split
+import atexit
+
 from hardstop._deadline import Deadline, deadline, deadline_at, timeout
 from hardstop._errors import AmbiguousThread, DeadlineExceeded, Expired, HardstopError, Interrupted, ThreadNotFound
 from hardstop._hardstop import Receipt, shield
@@ -71,3 +73,8 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
+
+
+# kill() must still work in finalizers run as the interpreter shuts down, when
+# nothing can be imported any more: load it at exit if nobody has.
+atexit.register(__getattr__, "kill")
