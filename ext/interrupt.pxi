@@ -29,11 +29,18 @@ def exception_instance(exc):
         return exc
     if isinstance(exc, type) and issubclass(exc, BaseException):
         try:
-            return exc()
+            instance = exc()
         except Exception as error:
             raise TypeError(
                 f"{exc.__qualname__} cannot be created without arguments ({error}): pass an instance instead."
             ) from error
+        if not isinstance(instance, BaseException):
+            # A __new__ may return anything; armed, it reached the target as an unrelated SystemError.
+            raise TypeError(
+                f"{exc.__qualname__}() returned {type(instance).__name__} {instance!r}, not an exception: "
+                "its __new__ must return a BaseException instance."
+            )
+        return instance
     raise TypeError(f"The exception must be a BaseException subclass or instance, not {type(exc).__name__} {exc!r}.")
 
 
