@@ -48,6 +48,19 @@ cdef extern from *:
     # is gone by then, and daemon threads never run Python code again.
     bint hardstop_is_finalizing()
 
+cdef extern from *:
+    """
+    /* 3.10/3.11: the exception a thread is raising, as its class until the object is created. */
+    #if PY_VERSION_HEX < 0x030C0000
+    #define hardstop_raising(ts) ((ts)->curexc_type)
+    #else
+    #define hardstop_raising(ts) ((PyObject *)NULL)
+    #endif
+    """
+    # What the thread ``ts`` is raising (3.10/3.11 only; NULL on later versions,
+    # which create the object, and so run our carrier's __new__, as they raise).
+    PyObject *hardstop_raising(PyThreadState *ts)
+
 cdef extern from "frameobject.h":   # not included by Python.h before 3.11
     PyFrameObject *PyFrame_GetBack(PyFrameObject *)   # a new reference, or NULL
 
