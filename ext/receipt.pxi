@@ -222,6 +222,8 @@ cdef object _arm_next(_ThreadRecord record):
             return None   # a twin is present (3.10/3.11: a thread being started); the pump retries
         if n == 1 and _still_handling(record, ts):
             return None   # the pump retries once the handler is done
+        if n == 1 and ts.async_exc != NULL:
+            return None   # another caller's exception waits in the slot: never replaced; the pump retries
         if n == 1 and _in_protected_code(ts):
             _watch_leave(ts, record)
             return None   # armed as it leaves the lock handling (or by the pump)
@@ -278,8 +280,8 @@ cdef Receipt _arm_request(object thread, object key, object exc, object carrier,
     if record.armed is not None:
         _settle_lost(record.armed)   # one that left the slot unraised must not hold this one back
     if (record.armed is not None or _held(receipt) or (queue and _first_free(queue) is not None)
-            or _still_handling(record, ts)):
-        _enqueue(record, receipt)
+            or _still_handling(record, ts) or ts.async_exc != NULL):
+        _enqueue(record, receipt)   # (a non-empty slot: another caller's exception, raised first)
     elif _in_protected_code(ts):
         _enqueue(record, receipt)
         _watch_leave(ts, record)

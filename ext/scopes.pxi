@@ -45,7 +45,7 @@ cdef void _release_held(_ThreadRecord record) except *:
     # More than one, or a handler of ours still running: the pump takes over
     # after this one. Started first, since it is Python code and this thread
     # raises what gets armed at its next check.
-    busy = _count_states(record.ident, &ts) != 1 or _still_handling(record, ts)
+    busy = _count_states(record.ident, &ts) != 1 or _still_handling(record, ts) or ts.async_exc != NULL
     if (len(free) > 1 or busy) and _start_pump is not None and claim_pump():
         _start_pump()
     _arm_next(record)

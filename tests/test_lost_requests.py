@@ -1,4 +1,4 @@
-"""Requests that leave the thread's slot without being raised (issue 18, item 6).
+"""Requests that leave the thread's slot without being raised (issue 18, items 6 and 12).
 
 On 3.10/3.11 the exception object is created lazily, when a handler first sees
 it: C code that clears an error raised in a Python callback (sqlite3's progress
@@ -9,13 +9,15 @@ deadline fires again (level-triggered) and ``kill()`` interrupts again.
 
 from __future__ import annotations
 
+import ctypes
 import sqlite3
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 import hardstop
-from conftest import DISCARDED_REASON, WAIT, spin
+from conftest import DISCARDED_REASON, WAIT, Gate, Target, assert_nothing_pending, spin
 from hardstop import _hardstop
 
 LONG_QUERY = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10000000) SELECT count(*) FROM n"
@@ -122,3 +124,73 @@ def test_kill_interrupts_again_after_c_code_discarded_its_interrupt() -> None:
     else:
         assert first.status == "delivered"  # created as it was raised, then cleared by sqlite3
     assert second.status == "delivered"
+
+
+# Another library's own PyThreadState_SetAsyncExc call (issue 18, item 12). CPython's
+# slot holds one exception per thread, and the last writer wins: before, the
+# replaced request stayed pending forever, and every later request to that thread
+# (interrupts, kill(), deadlines) queued behind it for good (3.12+; 3.10/3.11 gave
+# it up after a second, calling it discarded by C code).
+REPLACED_REASON = (
+    "replaced or cleared in the thread's slot by another caller of PyThreadState_SetAsyncExc "
+    "before the thread raised it"
+)
+
+
+class Foreign(Exception):
+    """What the other library raises."""
+
+
+def raw_set_async_exc(ident: int, exc: type[BaseException]) -> int:
+    set_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
+    set_async_exc.argtypes = [ctypes.c_ulong, ctypes.py_object]
+    set_async_exc.restype = ctypes.c_int
+    return int(set_async_exc(ident, exc))
+
+
+def blocked_then_spinning(gate: Gate, stop: threading.Event, caught: list[str]) -> Callable[[], None]:
+    def body() -> None:
+        try:
+            gate.wait()  # a wait hardstop cannot end: requests stay armed
+        except Foreign:
+            caught.append("Foreign")
+        spin(stop)
+
+    return body
+
+
+def test_a_request_replaced_by_another_caller_ends_undelivered_and_the_thread_is_interrupted_again() -> None:
+    gate = Gate()
+    stop = threading.Event()
+    caught: list[str] = []
+    target = Target(blocked_then_spinning(gate, stop, caught))
+    with target:
+        first = hardstop.interrupt(target.thread)
+        assert _hardstop.is_armed(first)
+        assert raw_set_async_exc(target.thread.ident, Foreign) == 1
+        second = hardstop.interrupt(target.thread)
+        assert (first.status, first.reason) == ("undelivered", REPLACED_REASON)
+        assert second.status == "pending"  # after the other library's exception, not over it
+        gate.open()
+        assert second.wait(WAIT), second.wake
+        target.thread.join(WAIT)
+    assert caught == ["Foreign"]
+    assert target.caught == [second.exception]
+    assert_nothing_pending(target.thread.ident)
+
+
+def test_waiting_for_a_request_that_another_caller_replaced_ends_undelivered() -> None:
+    gate = Gate()
+    stop = threading.Event()
+    caught: list[str] = []
+    target = Target(blocked_then_spinning(gate, stop, caught))
+    with target:
+        receipt = hardstop.interrupt(target.thread)
+        assert raw_set_async_exc(target.thread.ident, Foreign) == 1
+        assert receipt.wait(WAIT) is False
+        assert (receipt.status, receipt.reason) == ("undelivered", REPLACED_REASON)
+        gate.open()
+        stop.set()
+    assert caught == ["Foreign"]
+    assert target.caught == []
+    assert_nothing_pending(target.thread.ident)
