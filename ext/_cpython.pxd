@@ -14,6 +14,9 @@ cdef extern from "Python.h":
     ctypedef int (*Py_tracefunc)(PyObject *, PyFrameObject *, int, PyObject *) noexcept
     int PyTrace_RETURN
     ctypedef struct PyThreadState:
+        int tracing                # > 0 while a trace or profile function runs
+        PyObject *c_traceobj       # the function given to sys.settrace, or NULL
+        PyObject *c_profileobj     # the function given to sys.setprofile, or NULL
         Py_tracefunc c_profilefunc
         PyObject *dict
         PyObject *async_exc
