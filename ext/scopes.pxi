@@ -92,3 +92,15 @@ cdef class shield:
 
     def __repr__(self):
         return f"<hardstop.shield {'entered' if self._inside else 'not entered'}>"
+
+
+def shielded_exit(self, kind, value, traceback):
+    """An ``__exit__`` for hardstop's own Python context managers: runs
+    ``self._leave()`` inside a shield. A Python ``__exit__`` can be interrupted
+    at its first instruction (the check at a function's start), before it can
+    enter a shield, and the block's clean-up is then skipped while the frame of
+    its with statement goes on. This one is compiled, so it has no such
+    instruction; what the shield held back is raised once it has returned."""
+    with shield():
+        self._leave()
+    return False

@@ -2,7 +2,7 @@
 
 import threading
 import types
-from typing import Final
+from typing import Any, Final
 
 from typing_extensions import Self
 
@@ -62,6 +62,10 @@ class shield:
     def __exit__(
         self, kind: type[BaseException] | None, value: BaseException | None, traceback: types.TracebackType | None
     ) -> None: ...
+
+def shielded_exit(
+    self: Any, kind: type[BaseException] | None, value: BaseException | None, traceback: types.TracebackType | None
+) -> bool: ...
 
 class Deadline:
     @property
