@@ -14,6 +14,9 @@ cdef extern from "Python.h":
     ctypedef int (*Py_tracefunc)(PyObject *, PyFrameObject *, int, PyObject *) noexcept
     int PyTrace_RETURN
     ctypedef struct PyThreadState:
+        int tracing                # > 0 while a trace or profile function runs
+        PyObject *c_traceobj       # the function given to sys.settrace, or NULL
+        PyObject *c_profileobj     # the function given to sys.setprofile, or NULL
         Py_tracefunc c_profilefunc
         PyObject *dict
         PyObject *async_exc
@@ -47,6 +50,19 @@ cdef extern from *:
     # True once the interpreter has begun to shut down: every other thread state
     # is gone by then, and daemon threads never run Python code again.
     bint hardstop_is_finalizing()
+
+cdef extern from *:
+    """
+    /* 3.10/3.11: the exception a thread is raising, as its class until the object is created. */
+    #if PY_VERSION_HEX < 0x030C0000
+    #define hardstop_raising(ts) ((ts)->curexc_type)
+    #else
+    #define hardstop_raising(ts) ((PyObject *)NULL)
+    #endif
+    """
+    # What the thread ``ts`` is raising (3.10/3.11 only; NULL on later versions,
+    # which create the object, and so run our carrier's __new__, as they raise).
+    PyObject *hardstop_raising(PyThreadState *ts)
 
 cdef extern from "frameobject.h":   # not included by Python.h before 3.11
     PyFrameObject *PyFrame_GetBack(PyFrameObject *)   # a new reference, or NULL

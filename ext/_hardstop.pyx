@@ -55,7 +55,7 @@ from _cpython cimport *   # every CPython declaration hardstop uses, one comment
 
 import sys as _sys  # no-cython-lint
 import threading  # no-cython-lint
-from _thread import allocate_lock, TIMEOUT_MAX as _LONGEST_WAIT  # no-cython-lint
+from _thread import allocate_lock  # no-cython-lint
 from time import monotonic as _monotonic  # no-cython-lint
 
 from hardstop._errors import AmbiguousThread, Interrupted, ThreadNotFound  # no-cython-lint
@@ -66,6 +66,7 @@ cdef class Deadline
 
 include "threads.pxi"         # thread states: the walk, the slot; the one record kept per thread
 include "receipt.pxi"         # Receipt and the request path: arm, queue, deliver, cancel
+include "lost.pxi"            # a request that left the slot without being raised ends undelivered
 include "interrupt.pxi"       # interrupt(): target, exception, carrier, arm, wake, in one call
 include "version_quirks.pxi"  # one block per CPython quirk, headed by the versions it serves
 include "stdlib_locks.pxi"    # never arming inside threading's, queue's or logging's lock handling

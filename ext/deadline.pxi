@@ -83,6 +83,7 @@ cdef class Deadline:
     cdef bint _withdrawn
     cdef bint _forced       # expire() was called
     cdef Py_ssize_t _slot   # in the watchdog's heap; -1 when not scheduled
+    cdef double _look       # seconds until the next look at its pending expiry (deadline_heap.pxi)
     cdef list _receipts     # of its expiry, once fired
     cdef object _frame      # of the with statement, while the block is open
     cdef object _code       # and its code and line, for messages
@@ -194,8 +195,8 @@ cdef class Deadline:
         _unschedule(self)
         receipts, self._receipts = self._receipts, None
         for receipt in receipts or ():
-            if (<Receipt>receipt)._status is PENDING:
-                receipt.cancel()
+            if (<Receipt>receipt)._status is PENDING and not receipt.cancel():
+                _settle_lost(<Receipt>receipt)   # no request outlives its block
         self._frame = None   # its locals may hold this scope: no cycle left behind
 
     @property

@@ -120,7 +120,8 @@ cdef void _expiry_delivered(Deadline scope) except *:
 
 
 cdef void _refire_soon(Deadline scope) except *:
-    if scope._open and not scope._withdrawn and scope._slot < 0:
+    if scope._open and not scope._withdrawn:
+        _unschedule(scope)   # a later look at the expiry just raised (see fire())
         _schedule(scope, _monotonic() + _REFIRE_AFTER)
 
 
@@ -169,6 +170,8 @@ def fire(Deadline scope):
     cdef long long level = scope._level
     if not scope._open or scope._withdrawn:
         raise NotFired("left")
+    if scope._receipts:
+        _look_at_last_expiry(scope)
     if scope._frame is not None and scope._frame.f_code.co_flags & _SUSPENDABLE and not scope._wrapper:
         # A plain generator's block: only while the generator runs, wherever (see deadline.pxi).
         if not _on_stack(scope._frame, target):
@@ -195,7 +198,26 @@ def fire(Deadline scope):
     if scope._receipts is None:
         scope._receipts = []
     scope._receipts.append(receipt)
+    # Level-triggered: look again soon, in case the expiry leaves the slot
+    # without being raised (lost.pxi). Raised, it fires again from deliver().
+    scope._look = _FIRST_LOOK
+    retry_later(scope, _FIRST_LOOK)
     return receipt
+
+
+cdef void _look_at_last_expiry(Deadline scope) except *:
+    """Before firing again: raise NotFired while the last expiry is pending (and
+    look again later), or was a chosen exception that was raised (it fires once)."""
+    cdef Receipt last = scope._receipts[-1]
+    cdef double wait
+    if last._status is PENDING:
+        wait = _settle_lost(last)
+        if wait >= 0:   # still armed, queued or held back by a shield
+            scope._look = min(2 * scope._look, _LAST_LOOK)
+            retry_later(scope, wait if 0 < wait < scope._look else scope._look)
+            raise NotFired("pending")
+    elif last._status is DELIVERED and scope._raises is not None:
+        raise NotFired("raised")
 
 
 cdef unsigned long _thread_running(object frame) except? 0:

@@ -13,6 +13,10 @@ cdef object _MAX_IDENT = 2 ** (8 * sizeof(unsigned long)) - 1
 cdef double _AMBIGUITY_PATIENCE = 1.0
 # One carrier per exception type, kept for the life of the process (a class is
 # small, and creating one per request would cost more than the whole request).
+# Keyed by the type's id(), never by the type: a metaclass may make two classes
+# compare equal, and one's carrier would then raise the other's instances (3.10
+# records the carrier as the type, so `except TheType` missed them). The carrier
+# subclasses the type, which so stays alive, and its id unique, as long as the entry.
 cdef dict _carriers = {}
 cdef object _Thread = threading.Thread
 cdef object _threading = threading
@@ -29,17 +33,24 @@ def exception_instance(exc):
         return exc
     if isinstance(exc, type) and issubclass(exc, BaseException):
         try:
-            return exc()
+            instance = exc()
         except Exception as error:
             raise TypeError(
                 f"{exc.__qualname__} cannot be created without arguments ({error}): pass an instance instead."
             ) from error
+        if not isinstance(instance, BaseException):
+            # A __new__ may return anything; armed, it reached the target as an unrelated SystemError.
+            raise TypeError(
+                f"{exc.__qualname__}() returned {type(instance).__name__} {instance!r}, not an exception: "
+                "its __new__ must return a BaseException instance."
+            )
+        return instance
     raise TypeError(f"The exception must be a BaseException subclass or instance, not {type(exc).__name__} {exc!r}.")
 
 
 def carrier_for(kind):
     """The carrier class of the exception type ``kind`` (see the module's docstring)."""
-    carrier = _carriers.get(kind)
+    carrier = _carriers.get(id(kind))
     if carrier is None:
         namespace = {
             "__new__": staticmethod(deliver),
@@ -51,7 +62,7 @@ def carrier_for(kind):
             carrier = type(kind)(kind.__name__, (kind,), namespace)
         except TypeError as error:
             raise TypeError(f"{kind.__qualname__} cannot be raised in another thread: {error}.") from error
-        carrier = _carriers.setdefault(kind, carrier)
+        carrier = _carriers.setdefault(id(kind), carrier)
     return carrier
 
 
@@ -113,7 +124,7 @@ def interrupt(thread, exc=Interrupted, *, bint wake=True):
             f"The target must be a threading.Thread or an int thread ident, not {type(thread).__name__} {thread!r}."
         )
     instance = exception_instance(exc)
-    carrier = _carriers.get(type(instance))
+    carrier = _carriers.get(id(type(instance)))
     if carrier is None:
         carrier = carrier_for(type(instance))
     ident = key

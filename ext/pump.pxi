@@ -17,8 +17,8 @@ def pump():
     cdef _ThreadRecord record
     armed = _due_rewakes(_monotonic())
     for record in [record for record in _records.values() if (<_ThreadRecord>record).queued is not None]:
-        if _LAZY_EXCEPTIONS:
-            _give_up_if_discarded(record)
+        if record.armed is not None:
+            _settle_lost(record.armed)
         receipt = _arm_next(record)
         if receipt is not None:
             armed.append(receipt)

@@ -40,7 +40,7 @@ cdef class Receipt:
     cdef object _carrier
     cdef str _status
     cdef object _done   # a lock held until the receipt is final; made by wait()
-    cdef double _taken_at    # when the pump first saw it taken from the slot, undelivered
+    cdef double _taken_at    # when it was first seen out of the slot, not raised (lost.pxi)
     cdef long long _level   # shields at positions above this hold it back (0: every shield)
     cdef object _scope  # the Deadline whose expiry this is, or None
     cdef _ThreadRecord _record   # its thread's record
@@ -124,12 +124,26 @@ cdef class Receipt:
         if self._done is None:
             self._done = allocate_lock()
             self._done.acquire()
-        # lock.acquire takes -1 for "forever" and refuses timeouts past PY_TIMEOUT_MAX.
-        while not self._done.acquire(True, -1 if seconds > _LONGEST_WAIT else seconds):
-            if seconds <= _LONGEST_WAIT:
+        # Waited for in slices: between them, a request that left the slot without
+        # being raised is noticed and ended (lost.pxi), and the wait with it.
+        end = _monotonic() + seconds
+        look = _FIRST_LOOK
+        while not self._done.acquire(True, min(look, seconds)):
+            if _settle_lost(self) < 0:
+                continue   # ended undelivered: _finish released the lock, taken again at once
+            seconds = end - _monotonic()
+            if seconds <= 0:
                 return False
+            look = min(2 * look, _LAST_LOOK)
         self._done.release()   # hand the wake-up on to any other waiter
         return self._status is DELIVERED
+
+
+# How often Receipt.wait() and a fired deadline look for a lost request: soon at
+# first, then less and less often (a thread blocked in C for long is looked at
+# once a second).
+cdef double _FIRST_LOOK = 0.01
+cdef double _LAST_LOOK = 1.0
 
 
 cdef double _timeout_seconds(object timeout) except? -1.0:
@@ -208,6 +222,8 @@ cdef object _arm_next(_ThreadRecord record):
             return None   # a twin is present (3.10/3.11: a thread being started); the pump retries
         if n == 1 and _still_handling(record, ts):
             return None   # the pump retries once the handler is done
+        if n == 1 and ts.async_exc != NULL:
+            return None   # another caller's exception waits in the slot: never replaced; the pump retries
         if n == 1 and _in_protected_code(ts):
             _watch_leave(ts, record)
             return None   # armed as it leaves the lock handling (or by the pump)
@@ -261,9 +277,11 @@ cdef Receipt _arm_request(object thread, object key, object exc, object carrier,
     receipt._scope = scope
     receipt._record = record
     queue = record.queued
+    if record.armed is not None:
+        _settle_lost(record.armed)   # one that left the slot unraised must not hold this one back
     if (record.armed is not None or _held(receipt) or (queue and _first_free(queue) is not None)
-            or _still_handling(record, ts)):
-        _enqueue(record, receipt)
+            or _still_handling(record, ts) or ts.async_exc != NULL):
+        _enqueue(record, receipt)   # (a non-empty slot: another caller's exception, raised first)
     elif _in_protected_code(ts):
         _enqueue(record, receipt)
         _watch_leave(ts, record)
@@ -281,8 +299,14 @@ def deliver(cls, *args):
     # re-raising normalizes (carrier, instance) by calling carrier(instance),
     # and that must give back the same instance, not wrap it in a new one.
     # A delivery calls the carrier without arguments (the slot holds a class).
+    cdef PyThreadState *ts = PyThreadState_Get()
+    if (not args and receipt is not None and receipt._carrier is cls and ts.async_exc == <PyObject *>cls
+            and _LAZY_EXCEPTIONS):
+        # 3.10/3.11: created late, after it was given up as lost (lost.pxi) and the
+        # same carrier armed again (a deadline firing again): raise the armed one now.
+        _disarm(record.ident, cls)
     if (args or receipt is None or receipt._carrier is not cls
-            or PyThreadState_Get().async_exc != NULL):
+            or ts.async_exc != NULL):
         base = cls.__base__
         if len(args) == 1 and isinstance(args[0], base):
             return args[0]

@@ -45,7 +45,7 @@ cdef void _release_held(_ThreadRecord record) except *:
     # More than one, or a handler of ours still running: the pump takes over
     # after this one. Started first, since it is Python code and this thread
     # raises what gets armed at its next check.
-    busy = _count_states(record.ident, &ts) != 1 or _still_handling(record, ts)
+    busy = _count_states(record.ident, &ts) != 1 or _still_handling(record, ts) or ts.async_exc != NULL
     if (len(free) > 1 or busy) and _start_pump is not None and claim_pump():
         _start_pump()
     _arm_next(record)
@@ -92,3 +92,15 @@ cdef class shield:
 
     def __repr__(self):
         return f"<hardstop.shield {'entered' if self._inside else 'not entered'}>"
+
+
+def shielded_exit(self, kind, value, traceback):
+    """An ``__exit__`` for hardstop's own Python context managers: runs
+    ``self._leave()`` inside a shield. A Python ``__exit__`` can be interrupted
+    at its first instruction (the check at a function's start), before it can
+    enter a shield, and the block's clean-up is then skipped while the frame of
+    its with statement goes on. This one is compiled, so it has no such
+    instruction; what the shield held back is raised once it has returned."""
+    with shield():
+        self._leave()
+    return False

@@ -54,17 +54,50 @@ cdef bint _in_protected_code(PyThreadState *ts) except -1:
     """Is the thread's innermost frame standard-library lock handling? Arming
     there is put off until it returns to other code (see _leave_watch); the next
     check after a thread stopped in other code is at a function's start, before
-    it has done anything."""
+    it has done anything. While a Python trace or profile function runs, what
+    counts is the frame it was called for."""
     cdef PyFrameObject *frame
     if _leaving or not _protected_codes:
         return False
     frame = PyThreadState_GetFrame(ts)
     if frame == NULL:
         return False
-    try:
-        return _protected_frame(frame)
-    finally:
-        Py_DECREF(<object><PyObject *>frame)   # the reference PyThreadState_GetFrame gave us
+    innermost = <object><PyObject *>frame
+    Py_DECREF(innermost)   # the reference PyThreadState_GetFrame gave us (``innermost`` holds its own)
+    if ts.tracing > 0:
+        innermost = _traced_frame(ts, innermost)
+    return _protected_frame(<PyFrameObject *>innermost)
+
+
+cdef object _traced_frame(PyThreadState *ts, object innermost):
+    """The frame that the running trace or profile function was called for: the
+    caller of the innermost frame of that function's own code (the function given
+    to sys.settrace or sys.setprofile, or the frame's local trace function). An
+    exception raised inside the tracer goes on from that frame, at the point it
+    was traced: after a lock was taken in Condition.__enter__, it left the lock
+    held (debuggers, coverage tools and profilers run such functions)."""
+    entries = []
+    for tracer in ((<object>ts.c_traceobj) if ts.c_traceobj != NULL else None,
+                   (<object>ts.c_profileobj) if ts.c_profileobj != NULL else None):
+        if tracer is not None:
+            entries.append(_code_of(tracer))
+    current = innermost
+    caller = current.f_back
+    while caller is not None:
+        code = current.f_code
+        if code in entries or (caller.f_trace is not None and code is _code_of(caller.f_trace)):
+            return caller
+        current, caller = caller, caller.f_back
+    return innermost   # no tracer of Python code found: a C tracer's callback, judged as it is
+
+
+cdef object _code_of(object function):
+    """The code a Python callable runs first, or None."""
+    function = getattr(function, "__func__", function)   # a bound method
+    code = getattr(function, "__code__", None)
+    if code is None:
+        code = getattr(getattr(type(function), "__call__", None), "__code__", None)
+    return code
 
 
 cdef void _watch_leave(PyThreadState *ts, _ThreadRecord record) noexcept:

@@ -7,14 +7,10 @@
 # and after one delivery it is reset although another thread may still be armed.
 # 3.13+ keep the flag per thread and reset it themselves.
 cdef bint _SHARED_FLAG = PY_VERSION_HEX < 0x030D0000
-# 3.10/3.11 create the exception object lazily, when a handler first sees it; C
-# code that discards the error before then (e.g. the fallback printer of a failed
-# sys.unraisablehook) means `deliver` never runs. Seen from outside, the slot is
-# empty and the receipt still pending: after this many seconds of that, the pump
-# gives it up, so the requests queued behind it move on. (Handlers see a raised
-# exception within microseconds; a second is far beyond any normal unwinding.)
+# 3.10/3.11 create the exception object lazily, when a handler first sees it:
+# ``deliver`` runs then, not as the exception is raised (see lost.pxi for one
+# that C code discards before that).
 cdef bint _LAZY_EXCEPTIONS = PY_VERSION_HEX < 0x030C0000
-cdef double _GIVE_UP_AFTER = 1.0
 
 
 cdef void _resignal_armed():
@@ -64,20 +60,6 @@ cdef int _reset_shared_flag() except -1:
 _namespace = {}
 exec("def run_bytecode():\n    for _ in (0, 1, 2):\n        pass\n", _namespace)
 _run_bytecode = _namespace.pop("run_bytecode")
-
-
-cdef void _give_up_if_discarded(_ThreadRecord record):
-    cdef PyThreadState *ts = NULL
-    cdef Receipt receipt = record.armed
-    if receipt is None or _count_states(record.ident, &ts) != 1 or ts.async_exc == <PyObject *>receipt._carrier:
-        return
-    now = _monotonic()
-    if receipt._taken_at == 0:
-        receipt._taken_at = now
-    elif now - receipt._taken_at >= _GIVE_UP_AFTER:
-        _take_armed(record)
-        _finish(receipt, UNDELIVERED,
-                "raised, then discarded by C code before any handler saw it (CPython 3.10/3.11)")
 
 
 cdef object _condition_exit = None   # threading.Condition.__exit__'s code (bound by hardstop._protected)

@@ -30,6 +30,11 @@ SWALLOWED_REASON = (
     "raised inside a finalizer (__del__, a weakref or GC callback), where CPython swallows exceptions: "
     "it went to sys.unraisablehook"
 )
+# The reason when C code discarded it before it was created (3.10/3.11).
+DISCARDED_REASON = (
+    "raised, then discarded by C code before any handler saw it, or cleared by another caller of "
+    "PyThreadState_SetAsyncExc (CPython 3.10/3.11 cannot tell these apart)"
+)
 HERE = Path(__file__).parent
 
 

@@ -58,6 +58,44 @@ def test_an_instance_is_raised_as_that_very_object_and_matched_by_its_type(make)
     assert receipt.exception is exc
 
 
+class AllEqual(type):
+    """A metaclass whose classes all compare (and hash) equal."""
+
+    def __eq__(cls, other: object) -> bool:
+        return isinstance(other, AllEqual)
+
+    def __hash__(cls) -> int:
+        return 0
+
+
+def test_classes_that_compare_equal_get_carriers_of_their_own() -> None:
+    # Before, on 3.10: carriers were looked up by equality, so the Second instance
+    # was armed with First's carrier, and `except Second` missed it (issue 18, item 16).
+    class First(Exception, metaclass=AllEqual):
+        pass
+
+    class Second(Exception, metaclass=AllEqual):
+        pass
+
+    caught: list[BaseException] = []
+
+    def body() -> None:
+        try:
+            spin(target.stop)
+        except Second as error:
+            caught.append(error)
+
+    target = Target(body, wanted=2)
+    with target:
+        assert hardstop.interrupt(target.thread, First("first")).wait(WAIT)
+        second = Second("second")
+        assert hardstop.interrupt(target.thread, second).wait(WAIT)
+        target.thread.join(WAIT)
+    assert len(target.caught) == 1 and type(target.caught[0]) is First  # `==` would call AllEqual.__eq__
+    assert len(caught) == 1 and caught[0] is second
+    assert hardstop._hardstop.carrier_for(Second).__base__ is Second
+
+
 def test_a_class_is_instantiated_once_and_that_instance_is_raised() -> None:
     with Target() as target:
         receipt = hardstop.interrupt(target.thread, KeyError)

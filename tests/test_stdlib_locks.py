@@ -180,3 +180,86 @@ def test_a_request_armed_on_leaving_lock_handling_still_wakes_the_wait_that_foll
     assert receipts[0].status == "delivered"
     assert elapsed < 3 * WAIT  # the sleep was ended, not waited out
     assert not condition._lock.locked()
+
+
+CONDITION_ENTER = threading.Condition.__enter__.__code__
+
+
+class PausingTracer:
+    """A pure-Python profile or trace function (as debuggers, coverage tools and
+    profilers install) that, once, pauses inside the event that follows the lock
+    being taken in ``Condition.__enter__``: the innermost frame is then the
+    tracer's, called from threading's lock handling."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.paused = threading.Event()
+        self.resume = threading.Event()
+        self.resume_lock = threading.Lock()  # a wait hardstop cannot end in a worker
+        self.resume_lock.acquire()
+
+    def _pause_once(self, frame, event: str) -> None:
+        wanted = "c_return" if self.kind == "profile" else "return"
+        if event == wanted and frame.f_code is CONDITION_ENTER and not self.paused.is_set():
+            self.paused.set()
+            self.resume_lock.acquire(True, WAIT)
+
+    def profile(self, frame, event: str, arg: object) -> None:
+        self._pause_once(frame, event)
+
+    def trace(self, frame, event: str, arg: object):
+        self._pause_once(frame, event)
+        return self.trace  # the local trace function: it sees the "return" event
+
+    def install(self) -> None:
+        if self.kind == "profile":
+            sys.setprofile(self.profile)
+        else:
+            sys.settrace(self.trace)
+
+    def remove(self) -> None:
+        sys.setprofile(None)
+        sys.settrace(None)
+
+
+@pytest.mark.parametrize("kind", ["profile", "trace"])
+def test_a_tracer_called_from_lock_handling_is_lock_handling_too(kind: str) -> None:
+    # Before: the request was armed inside the tracer, raised as it returned, and
+    # Condition.__enter__ ended with its lock taken and nobody to release it
+    # (issue 18, item 11; a Queue's mutex leaked that way under a rain of interrupts).
+    tracer = PausingTracer(kind)
+    condition = threading.Condition(threading.Lock())
+    outcome: list[str] = []
+    stop = threading.Event()
+
+    def body() -> None:
+        tracer.install()
+        try:
+            with condition:
+                spin_until(stop)  # (a body with no check would get it at Condition.__exit__'s start: see above)
+        except hardstop.Interrupted:
+            outcome.append("interrupted")
+        finally:
+            tracer.remove()
+
+    worker = threading.Thread(target=body, daemon=True)
+    worker.start()
+    try:
+        assert tracer.paused.wait(WAIT)
+        receipt = hardstop.interrupt(worker)
+        wake = receipt.wake
+        tracer.resume_lock.release()
+        assert receipt.wait(WAIT), receipt.wake
+        worker.join(WAIT)
+    finally:
+        stop.set()
+        worker.join(WAIT)
+    assert not condition._lock.locked()
+    assert outcome == ["interrupted"]
+    assert wake.startswith("not yet: the thread is inside the standard library's own lock handling"), wake
+
+
+def spin_until(stop: threading.Event) -> None:
+    end = time.monotonic() + WAIT
+    while not stop.is_set() and time.monotonic() < end:
+        pass

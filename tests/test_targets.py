@@ -20,6 +20,11 @@ class NeedsArgs(Exception):
         super().__init__(a, b)
 
 
+class NotAnException(Exception):
+    def __new__(cls) -> object:  # type: ignore[misc]
+        return 42
+
+
 class Final(Exception):
     def __init_subclass__(cls, **kwargs: object) -> None:
         raise TypeError("Final may not be subclassed")
@@ -100,6 +105,10 @@ BAD_EXCEPTIONS = [
         "(NeedsArgs.__init__() missing 2 required positional arguments: 'a' and 'b'): pass an instance instead.",
     ),
     (Final("x"), "Final cannot be raised in another thread: Final may not be subclassed."),
+    (
+        NotAnException,
+        "NotAnException() returned int 42, not an exception: its __new__ must return a BaseException instance.",
+    ),
 ]
 
 
@@ -108,6 +117,19 @@ def test_a_bad_exception_is_refused_and_nothing_is_left_pending(exc, message) ->
     with Target() as target:
         with pytest.raises(TypeError, match=f"^{re.escape(message)}$"):
             hardstop.interrupt(target.thread, exc)
+        assert_nothing_pending(target.thread.ident)
+        assert_runs_on_untouched(target)
+    assert target.caught == []
+
+
+def test_an_exception_class_whose_new_returns_a_non_exception_is_refused_by_every_entry() -> None:
+    # Before: accepted, and the target got an unrelated SystemError (issue 18, item 15).
+    message = re.escape(BAD_EXCEPTIONS[-1][1])
+    with Target() as target:
+        with pytest.raises(TypeError, match=f"^{message}$"):
+            hardstop.kill(target.thread, 0.1, NotAnException)
+        with pytest.raises(TypeError, match=f"^{message}$"):
+            hardstop.deadline(1.0, raises=NotAnException)
         assert_nothing_pending(target.thread.ident)
         assert_runs_on_untouched(target)
     assert target.caught == []

@@ -278,6 +278,51 @@ def test_an_entry_whose_frame_is_gone_is_not_called() -> None:
     assert [type(e) for e in target.caught] == [hardstop.Interrupted]
 
 
+def test_an_interrupt_at_the_first_instruction_of_exit_leaves_no_unblocker_behind() -> None:
+    # The with statement's frame goes on after the block. Before, an exception
+    # raised at __exit__'s first instruction left its entry behind, and the next
+    # interrupt called that callback instead of waking Queue.get (issue 18, item 7).
+    condition = threading.Condition(threading.Lock())
+    called: list[int] = []
+    items: queue.Queue[int] = queue.Queue()
+    waiting = threading.Event()
+    outcome: list[str] = []
+
+    def body() -> None:
+        try:
+            with hardstop.unblocking(lambda: called.append(1)):
+                # Blocks in threading's lock handling: the request aimed here waits, is
+                # armed as the thread returns, and is raised at its next check, which
+                # is the first instruction of a Python __exit__.
+                condition.__enter__()
+        except hardstop.Interrupted:
+            outcome.append("raised")
+        waiting.set()
+        try:
+            items.get(timeout=LONG)
+            outcome.append("not woken")
+        except hardstop.Interrupted:
+            outcome.append("woken")
+
+    condition.acquire()
+    thread = threading.Thread(target=body, daemon=True)
+    thread.start()
+    end = time.monotonic() + WAIT
+    while not hardstop._hardstop.in_protected_code(thread.ident or 0) and time.monotonic() < end:
+        time.sleep(0.001)
+    first = hardstop.interrupt(thread)
+    condition.release()
+    assert first.wait(WAIT), first.wake
+    assert waiting.wait(WAIT)
+    second = hardstop.interrupt(thread)
+    second_delivered = second.wait(WAIT)
+    items.put(0)  # ends the wait if the interrupt did not
+    thread.join(WAIT)
+    assert outcome == ["raised", "woken"]
+    assert second_delivered, second.wake
+    assert called == []
+
+
 def wait_until_gone(thread: threading.Thread) -> None:
     """join() returns before the system thread has exited; glibc reuses its stack,
     so its ident, only after that (Linux shows the thread's task until then)."""

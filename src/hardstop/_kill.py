@@ -20,7 +20,15 @@ from types import FrameType
 
 from hardstop import _own_threads, _wake
 from hardstop._errors import Interrupted, ThreadNotFound, non_negative_seconds
-from hardstop._hardstop import Receipt, current_frame, in_protected_code, is_armed, still_handling, thread_idents
+from hardstop._hardstop import (
+    Receipt,
+    current_frame,
+    in_protected_code,
+    is_armed,
+    settle_lost,
+    still_handling,
+    thread_idents,
+)
 from hardstop._interrupt import _carrier_for, _exception_instance, interrupt
 
 # How often kill() looks at the thread while it waits. After a delivery, a thread
@@ -127,7 +135,10 @@ def _wait_for_end(thread: threading.Thread, seconds: float) -> None:
 
 def _needs_another(receipt: Receipt, thread: threading.Thread) -> bool:
     """The thread runs on although the last request was raised (and it is out of
-    its handler), or was swallowed by CPython in a finalizer: interrupt again."""
+    its handler), or was swallowed by CPython in a finalizer, or left the slot
+    without being raised (discarded by C code, replaced by another caller): interrupt again."""
+    if receipt.status == "pending":
+        settle_lost(receipt)
     if receipt.status == "undelivered":
         return True
     return receipt.delivered and not still_handling(thread.ident or 0)

@@ -9,7 +9,10 @@ thread doing ``Queue`` traffic left the queue's lock held within 2 to 14
 interrupts on every CPython 3.10-3.15.
 
 So hardstop does not arm a request while the target's innermost frame is code
-of these modules: the request waits (pending), and the thread arms it itself as
+of these modules (or, while a Python trace or profile function runs in the
+target, the frame it was called for: an exception raised in a debugger's,
+coverage tool's or profiler's callback goes on from the traced instruction):
+the request waits (pending), and the thread arms it itself as
 it returns from there to other code (the extension's ``_leave_watch``, a profile
 function set on that thread alone for that moment; the pump polls a thread that
 has a profiler of its own). Excepted

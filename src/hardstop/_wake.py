@@ -65,6 +65,7 @@ from hardstop._hardstop import (
     in_protected_code,
     is_armed,
     shield,
+    shielded_exit,
     unlist_waiter,
 )
 
@@ -154,7 +155,8 @@ class unblocking:
     waking the wait they find): both run inside a shield, and an entry whose
     block was left without ``__exit__`` (an exception at its very first
     instruction) is ignored once its frame is gone, and dropped when the same
-    ``with`` statement is entered again.
+    ``with`` statement is entered again. ``__exit__`` is compiled, so it has no
+    first instruction to be interrupted at.
     """
 
     def __init__(self, callback: Callable[[], object]) -> None:
@@ -177,11 +179,11 @@ class unblocking:
             _remove(entry)
             raise
 
-    def __exit__(
-        self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
-    ) -> None:
-        with shield():
-            _remove(self._entry)  # first: no interrupter can find it from here on
+    # Compiled: an interrupt at the first instruction of a Python __exit__ left the entry behind.
+    __exit__ = shielded_exit
+
+    def _leave(self) -> None:
+        _remove(self._entry)  # first: no interrupter can find it from here on
 
     def __repr__(self) -> str:
         return f"hardstop.unblocking({self._entry.callback!r})"
