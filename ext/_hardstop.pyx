@@ -48,7 +48,7 @@ from cpython.object cimport PyObject  # no-cython-lint
 from cpython.ref cimport Py_INCREF, Py_DECREF  # no-cython-lint
 from cpython.pythread cimport PyThread_get_thread_ident  # no-cython-lint
 from cpython.pycapsule cimport PyCapsule_New  # no-cython-lint
-from cpython.exc cimport PyErr_Clear, PyErr_SetObject  # no-cython-lint
+from cpython.exc cimport PyErr_Clear, PyErr_Restore, PyErr_SetObject  # no-cython-lint
 from cpython.weakref cimport PyWeakref_NewRef  # no-cython-lint
 
 from _cpython cimport *   # every CPython declaration hardstop uses, one comment each
@@ -63,6 +63,7 @@ from hardstop._errors import AmbiguousThread, Interrupted, ThreadNotFound  # no-
 # Classes used by files before the one that defines them.
 cdef class Receipt
 cdef class Deadline
+cdef class shield
 
 include "threads.pxi"         # thread states: the walk, the slot; the one record kept per thread
 include "receipt.pxi"         # Receipt and the request path: arm, queue, deliver, cancel

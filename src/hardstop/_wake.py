@@ -68,6 +68,7 @@ from hardstop._hardstop import (
     is_armed,
     shield,
     unlist_waiter,
+    write_unraisable,
 )
 
 _LOCK_PATIENCE = 0.05  # seconds the interrupter waits for a busy condition lock
@@ -221,25 +222,8 @@ def _call_unblocker(receipt: Receipt) -> bool:
             receipt.wake = f"unblocker {entry.callback!r} called"
         except Exception as error:  # noqa: BLE001 - reported, never swallowed
             receipt.wake = f"unblocker {entry.callback!r} called, and raised {error!r}"
-            sys.unraisablehook(_Unraisable(error, f"Exception ignored in the hardstop unblocker {entry.callback!r}"))
+            write_unraisable(error, f"in the hardstop unblocker {entry.callback!r}")
     return True
-
-
-class _Unraisable:
-    """The argument ``sys.unraisablehook`` expects."""
-
-    exc_type: type[BaseException]
-    exc_value: BaseException | None
-    exc_traceback: TracebackType | None
-    err_msg: str | None
-    object: object
-
-    def __init__(self, error: BaseException, message: str) -> None:
-        self.exc_type = type(error)
-        self.exc_value = error
-        self.exc_traceback = error.__traceback__
-        self.err_msg = message
-        self.object = None
 
 
 def _condition_wait(ident: int) -> tuple[Any, Any] | None:
