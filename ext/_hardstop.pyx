@@ -77,3 +77,18 @@ include "deadline.pxi"        # deadline(), deadline_at(), the Deadline scope
 include "deadline_heap.pxi"   # the watchdog's heap: scheduling, firing, re-firing
 include "fork.pxi"            # the child of os.fork() starts clean
 include "capi.pxi"            # the C API capsule (hardstop.h)
+
+cdef extern from *:
+    """
+    /* Py_mod_gil exists from 3.13; Cython's macro says what the directive above gave it. */
+    #ifdef Py_MOD_GIL_NOT_USED
+    #define hardstop_declares_free_threading (__Pyx_FREETHREADING_COMPATIBLE == Py_MOD_GIL_NOT_USED)
+    #else
+    #define hardstop_declares_free_threading 0
+    #endif
+    """
+    bint hardstop_declares_free_threading
+
+# Whether this extension declares free-threading support (its Py_mod_gil slot),
+# so that importing it leaves the GIL off on a free-threaded build.
+FREE_THREADING = hardstop_declares_free_threading

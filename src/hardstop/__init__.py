@@ -1,6 +1,9 @@
 """hardstop: raise an exception in another Python thread, safely."""
 
-from hardstop import _main_interpreter  # noqa: F401 - first: refuses a sub-interpreter before the extension loads
+from hardstop import (
+    _gil,  # noqa: F401 - before the extension: notes whether the GIL was on then
+    _main_interpreter,  # noqa: F401 - first: refuses a sub-interpreter before the extension loads
+)
 
 # isort: split
 from typing import TYPE_CHECKING, Any
