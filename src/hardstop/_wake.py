@@ -61,6 +61,7 @@ from typing import Any
 from hardstop import _join, _own_threads  # noqa: F401 - _join mends Thread.join on import
 from hardstop._errors import non_negative_seconds
 from hardstop._hardstop import (
+    RaiseArmedFirst,
     Receipt,
     began_wake,
     current_frame,
@@ -312,7 +313,7 @@ def _signal_thread(receipt: Receipt) -> bool:
         (main or _SIGNAL_WORKERS)
         and _wake_signal is not None
         and is_armed(receipt)
-        and signal.getsignal(_wake_signal) is _on_wake_signal
+        and signal.getsignal(_wake_signal) is _HANDLER
         and not _blocks_signal(receipt.ident, _wake_signal)
     ):
         _drop_used_up()
@@ -366,13 +367,18 @@ def _not_woken(ident: int, frame: FrameType | None) -> str:
     return f"{why} (it is in {code.co_name}, {code.co_filename}:{frame.f_lineno}){_NOT_WOKEN_TAIL}"
 
 
-def _on_wake_signal(signum: int, frame: FrameType | None) -> None:
+def _on_wake_signal(signum: int, frame: FrameType | None, raising: Receipt | None = None) -> None:
+    """Called by _HANDLER, which then raises ``raising`` (taken from the slot)."""
     _drop_used_up()
     if _signalled:
         _signalled.clear()  # this run is the one our signals caused
         return
     if callable(_chained):
         _chained(signum, frame)
+
+
+# What is installed for the wake signal (see RaiseArmedFirst in the extension).
+_HANDLER = RaiseArmedFirst(_on_wake_signal)
 
 
 def _drop_used_up() -> None:
@@ -422,7 +428,7 @@ def set_wake_signal(signum: int | None) -> None:
         return
     previous = None
     if signum is not None:
-        previous = signal.signal(signum, _on_wake_signal)  # refuses a bad number, as signal.signal does
+        previous = signal.signal(signum, _HANDLER)  # refuses a bad number, as signal.signal does
     if current is not None:
         signal.signal(current, _chained if _chained is not None else signal.SIG_DFL)  # type: ignore[arg-type]
     _wake_signal, _chained = signum, previous
@@ -430,7 +436,7 @@ def set_wake_signal(signum: int | None) -> None:
 
 def wake_signal() -> int | None:
     """The signal that wakes the main thread, or None when it is not woken."""
-    if _wake_signal is not None and signal.getsignal(_wake_signal) is _on_wake_signal:
+    if _wake_signal is not None and signal.getsignal(_wake_signal) is _HANDLER:
         return _wake_signal
     return None
 
