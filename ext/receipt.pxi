@@ -287,6 +287,10 @@ def deliver(cls, *args):
         if len(args) == 1 and isinstance(args[0], base):
             return args[0]
         return base(*args)
+    if _in_container_callback():
+        _watch_unraisable()   # so that what is raised now is recognised and dropped
+        if PyThreadState_SetAsyncExc(record.ident, <PyObject *>cls) == 1:
+            return _PutOff()   # the request stays armed, for the next check after this callback
     _take_armed(record)
     _delivered(receipt, record)
     if _SHARED_FLAG and _armed_count:

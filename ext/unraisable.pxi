@@ -12,6 +12,40 @@ cdef str _SWALLOWED = ("raised inside a finalizer (__del__, a weakref or GC call
                        "swallows exceptions: it went to sys.unraisablehook")
 
 
+# The weakref callbacks of the standard library's weak containers (WeakSet,
+# WeakValueDictionary, WeakKeyDictionary): bookkeeping that runs wherever an
+# object in one is freed, never the program's own code. On free-threaded builds
+# an object that another thread dropped last is freed by the thread that made it,
+# at that thread's next check, just before CPython raises a pending request
+# there: threading keeps every Thread in a WeakSet, so a request aimed at the
+# thread that started a finished worker landed in that WeakSet's callback and
+# was swallowed (5 of 5 on 3.14t). A request raised in one of these is put off
+# instead: armed again at once and raised at the next check, after the callback.
+import _weakrefset
+import weakref as _weakref
+from types import CodeType as _CodeType
+
+# id() of each callback's code object (kept alive by its class).
+cdef frozenset _container_callbacks = frozenset(
+    id(constant) for owner in (_weakrefset.WeakSet, _weakref.WeakValueDictionary, _weakref.WeakKeyDictionary)
+    for constant in owner.__init__.__code__.co_consts if type(constant) is _CodeType
+)
+
+
+class _PutOff(BaseException):
+    """Raised (and swallowed by CPython) in a weak container's callback in place of
+    a request of ours, which is armed again for right after it (see above)."""
+
+
+cdef bint _in_container_callback() except -1:
+    """Is the calling thread running a weak container's callback (3.12+: before,
+    the exception is created later, away from that frame)?"""
+    cdef PyFrameObject *frame = PyEval_GetFrame()
+    if frame == NULL or _LAZY_EXCEPTIONS:
+        return False
+    return id((<object><PyObject *>frame).f_code) in _container_callbacks
+
+
 cdef class _SwallowWatch:
     cdef readonly object wrapped
 
@@ -54,6 +88,8 @@ cdef bint _swallowed(object error) except -1:
     """Turn the receipt of ``error``, just swallowed, to undelivered; True if it was a deadline's expiry."""
     cdef _ThreadRecord record = _record_here()
     cdef Receipt receipt = None
+    if type(error) is _PutOff:
+        return True   # ours, and its request is armed again: nothing to report
     if record is not None and record.last_delivered is not None:
         receipt = record.last_delivered()
     if receipt is None or error is None or receipt.exception is not error or receipt._status is not DELIVERED:
