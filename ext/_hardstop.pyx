@@ -48,7 +48,7 @@ from cpython.object cimport PyObject  # no-cython-lint
 from cpython.ref cimport Py_INCREF, Py_DECREF  # no-cython-lint
 from cpython.pythread cimport PyThread_get_thread_ident  # no-cython-lint
 from cpython.pycapsule cimport PyCapsule_New  # no-cython-lint
-from cpython.exc cimport PyErr_Clear, PyErr_SetObject  # no-cython-lint
+from cpython.exc cimport PyErr_Clear, PyErr_Restore, PyErr_SetObject  # no-cython-lint
 from cpython.weakref cimport PyWeakref_NewRef  # no-cython-lint
 
 from _cpython cimport *   # every CPython declaration hardstop uses, one comment each
@@ -63,6 +63,7 @@ from hardstop._errors import AmbiguousThread, Interrupted, ThreadNotFound  # no-
 # Classes used by files before the one that defines them.
 cdef class Receipt
 cdef class Deadline
+cdef class shield
 
 include "threads.pxi"         # thread states: the walk, the slot; the one record kept per thread
 include "receipt.pxi"         # Receipt and the request path: arm, queue, deliver, cancel
@@ -77,3 +78,18 @@ include "deadline.pxi"        # deadline(), deadline_at(), the Deadline scope
 include "deadline_heap.pxi"   # the watchdog's heap: scheduling, firing, re-firing
 include "fork.pxi"            # the child of os.fork() starts clean
 include "capi.pxi"            # the C API capsule (hardstop.h)
+
+cdef extern from *:
+    """
+    /* Py_mod_gil exists from 3.13; Cython's macro says what the directive above gave it. */
+    #ifdef Py_MOD_GIL_NOT_USED
+    #define hardstop_declares_free_threading (__Pyx_FREETHREADING_COMPATIBLE == Py_MOD_GIL_NOT_USED)
+    #else
+    #define hardstop_declares_free_threading 0
+    #endif
+    """
+    bint hardstop_declares_free_threading
+
+# Whether this extension declares free-threading support (its Py_mod_gil slot),
+# so that importing it leaves the GIL off on a free-threaded build.
+FREE_THREADING = hardstop_declares_free_threading

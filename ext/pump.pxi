@@ -41,12 +41,14 @@ cdef list _due_rewakes(double now):
 
 cdef bint _pump_needed():
     """Is anything queued that the pump could arm, or armed by its thread and not
-    woken yet? (What shields hold back is armed by the shield's exit, not polled for.)"""
+    woken yet? (What shields hold back is armed by the shield's exit, not polled
+    for; but a thread reporting to sys.unraisablehook starts no pump as it leaves,
+    so the pump waits for it.)"""
     cdef _ThreadRecord record
     if _armed_unwoken:
         return True
     for record in _records.values():
-        if record.queued is not None and _first_free(record.queued) is not None:
+        if record.queued is not None and (record.reporting or _first_free(record.queued) is not None):
             return True
     return False
 

@@ -311,6 +311,10 @@ def deliver(cls, *args):
         if len(args) == 1 and isinstance(args[0], base):
             return args[0]
         return base(*args)
+    if _in_container_callback():
+        _watch_unraisable()   # so that what is raised now is recognised and dropped
+        if PyThreadState_SetAsyncExc(record.ident, <PyObject *>cls) == 1:
+            return _PutOff()   # the request stays armed, for the next check after this callback
     _take_armed(record)
     _delivered(receipt, record)
     if _SHARED_FLAG and _armed_count:
@@ -334,17 +338,54 @@ cdef void _delivered(Receipt receipt, _ThreadRecord record) except *:
         _expiry_delivered(<Deadline>receipt._scope)
 
 
-cdef void _raise_armed_now() except *:
-    """Raise here, in the calling thread, the request of ours armed in its slot."""
+cdef Receipt _take_armed_here():
+    """Empty the calling thread's slot of the request of ours armed there; return
+    it (the caller raises it), or None when nothing of ours is armed."""
     cdef _ThreadRecord record = _record_here()
     cdef Receipt receipt = record.armed if record is not None else None
     if receipt is None or not _disarm(record.ident, receipt._carrier):
-        return
+        return None
     _take_armed(record)
     if _SHARED_FLAG:
         _reset_shared_flag()   # the slot was emptied by us, not by CPython
-    _delivered(receipt, record)
+    return receipt
+
+
+cdef void _raise_armed_now() except *:
+    """Raise here, in the calling thread, the request of ours armed in its slot."""
+    cdef Receipt receipt = _take_armed_here()
+    if receipt is None:
+        return
+    _delivered(receipt, receipt._record)
     raise receipt.exception
+
+
+cdef class RaiseArmedFirst:
+    """The wake signal's handler: raises the request armed for the calling thread
+    before any Python code runs, after ``handler(signum, frame, raising)`` (the
+    Python bookkeeping, told which request this run raises, or None).
+
+    Compiled, so that CPython calls it with no Python frame: the first check of
+    a Python handler would first run what CPython queued for the thread (on
+    free-threaded builds the objects other threads dropped are freed there, with
+    their weakref callbacks, such as threading's), and the request landed in
+    such a callback, where CPython swallows it, and the wait it was to end went on.
+    """
+    cdef readonly object handler
+
+    def __init__(self, handler):
+        self.handler = handler
+
+    def __call__(self, signum, frame):
+        cdef Receipt receipt = _take_armed_here()
+        try:
+            self.handler(signum, frame, receipt)
+        finally:
+            if receipt is not None:
+                _delivered(receipt, receipt._record)
+                if not _LAZY_EXCEPTIONS:
+                    _finish_interrupted_exit()
+                raise receipt.exception
 
 
 def began_wake(Receipt receipt):

@@ -33,8 +33,9 @@ cdef void _hold_armed(_ThreadRecord record) except *:
         _reset_shared_flag()
 
 
-cdef void _release_held(_ThreadRecord record) except *:
-    """A scope was left: arm at once what its shield held back, if anything."""
+cdef void _release_held(_ThreadRecord record, bint may_start_pump=True) except *:
+    """A scope was left: arm at once what its shield held back, if anything
+    (and start the pump for the rest, unless the caller must start no thread)."""
     cdef PyThreadState *ts = NULL
     queue = record.queued
     if not queue or record.armed is not None:
@@ -46,7 +47,7 @@ cdef void _release_held(_ThreadRecord record) except *:
     # after this one. Started first, since it is Python code and this thread
     # raises what gets armed at its next check.
     busy = _count_states(record.ident, &ts) != 1 or _still_handling(record, ts) or ts.async_exc != NULL
-    if (len(free) > 1 or busy) and _start_pump is not None and claim_pump():
+    if (len(free) > 1 or busy) and may_start_pump and _start_pump is not None and claim_pump():
         _start_pump()
     _arm_next(record)
 
@@ -79,16 +80,19 @@ cdef class shield:
         return self
 
     def __exit__(self, kind, value, traceback):
+        self._leave(True)
+        return False
+
+    cdef void _leave(self, bint may_start_pump) except *:
         cdef _ThreadRecord record = self._record
         if not self._inside:
-            return False
+            return
         self._inside = False
         self._record = None
         if record.shields and self._position in record.shields:   # not after a fork by another thread
             record.shields.remove(self._position)
         record.shield_top = record.shields[-1] if record.shields else 0
-        _release_held(record)
-        return False
+        _release_held(record, may_start_pump)
 
     def __repr__(self):
         return f"<hardstop.shield {'entered' if self._inside else 'not entered'}>"

@@ -41,6 +41,7 @@ cdef class _ThreadRecord:
     cdef long long shield_top  # position of its innermost open shield; 0 when it is in none
     cdef list shields         # positions of its open shields, in the order entered; None before the first
     cdef bint watching_leave  # its profile function is _leave_watch (stdlib_locks.pxi)
+    cdef int reporting        # it is inside the sys.unraisablehook wrapper (unraisable.pxi)
 
 
 cdef dict _records = {}   # ident -> _ThreadRecord

@@ -12,16 +12,64 @@ cdef str _SWALLOWED = ("raised inside a finalizer (__del__, a weakref or GC call
                        "swallows exceptions: it went to sys.unraisablehook")
 
 
+# The weakref callbacks of the standard library's weak containers (WeakSet,
+# WeakValueDictionary, WeakKeyDictionary): bookkeeping that runs wherever an
+# object in one is freed, never the program's own code. On free-threaded builds
+# an object that another thread dropped last is freed by the thread that made it,
+# at that thread's next check, just before CPython raises a pending request
+# there: threading keeps every Thread in a WeakSet, so a request aimed at the
+# thread that started a finished worker landed in that WeakSet's callback and
+# was swallowed (5 of 5 on 3.14t). A request raised in one of these is put off
+# instead: armed again at once and raised at the next check, after the callback.
+import _weakrefset
+import weakref as _weakref
+from types import CodeType as _CodeType
+
+# id() of each callback's code object (kept alive by its class).
+cdef frozenset _container_callbacks = frozenset(
+    id(constant) for owner in (_weakrefset.WeakSet, _weakref.WeakValueDictionary, _weakref.WeakKeyDictionary)
+    for constant in owner.__init__.__code__.co_consts if type(constant) is _CodeType
+)
+
+
+class _PutOff(BaseException):
+    """Raised (and swallowed by CPython) in a weak container's callback in place of
+    a request of ours, which is armed again for right after it (see above)."""
+
+
+cdef bint _in_container_callback() except -1:
+    """Is the calling thread running a weak container's callback (3.12+: before,
+    the exception is created later, away from that frame)?"""
+    cdef PyFrameObject *frame = PyEval_GetFrame()
+    if frame == NULL or _LAZY_EXCEPTIONS:
+        return False
+    return id((<object><PyObject *>frame).f_code) in _container_callbacks
+
+
 cdef class _SwallowWatch:
     cdef readonly object wrapped
 
     def __call__(self, unraisable):
+        cdef _ThreadRecord record
+        cdef shield held
         if _swallowed(getattr(unraisable, "exc_value", None)):
             return None
         # The hook reports the error (it formats a traceback, pytest records it):
         # a request that lands in it would break the report. Held until it returns.
-        with shield():
+        # No thread is started from in here (a finalizer runs wherever a decref or
+        # the collector does, even inside threading's own lock handling, and a
+        # request raised in Thread.start() would be lost there): while the thread
+        # reports, the pump is started by whoever queues a request for it
+        # (_pump_needed), so leaving only arms.
+        record = _own_record()
+        held = shield()
+        held.__enter__()
+        record.reporting += 1
+        try:
             return self.wrapped(unraisable)
+        finally:
+            held._leave(False)
+            record.reporting -= 1
 
     def __repr__(self):
         return f"<hardstop watching {self.wrapped!r}>"
@@ -40,6 +88,8 @@ cdef bint _swallowed(object error) except -1:
     """Turn the receipt of ``error``, just swallowed, to undelivered; True if it was a deadline's expiry."""
     cdef _ThreadRecord record = _record_here()
     cdef Receipt receipt = None
+    if type(error) is _PutOff:
+        return True   # ours, and its request is armed again: nothing to report
     if record is not None and record.last_delivered is not None:
         receipt = record.last_delivered()
     if receipt is None or error is None or receipt.exception is not error or receipt._status is not DELIVERED:
@@ -50,3 +100,34 @@ cdef bint _swallowed(object error) except -1:
     if receipt._scope is not None and (<Deadline>receipt._scope)._raises is not None:
         _refire_soon(<Deadline>receipt._scope)   # it fires once, but its block never saw this one
     return receipt._scope is not None
+
+
+cdef extern from *:
+    """
+    /* What CPython's own finalizer errors go through: the error is set, the
+       installed sys.unraisablehook is called with a real UnraisableHookArgs (the
+       default hook refuses any other object with a TypeError), and a hook that
+       fails is reported on stderr, never raised. 3.13 made it public under a new
+       name; before, the message's "Exception ignored " prefix is added for us. */
+    #if PY_VERSION_HEX >= 0x030D0000
+    #define hardstop_write_unraisable(text) PyErr_FormatUnraisable("Exception ignored %s", (text))
+    #else
+    #define hardstop_write_unraisable(text) _PyErr_WriteUnraisableMsg((text), NULL)
+    #endif
+    """
+    void hardstop_write_unraisable(const char *text)
+
+
+def write_unraisable(BaseException error, str where):
+    """Hand ``error``, which hardstop's own code caught and cannot raise (in a
+    helper thread, or an unblocker's), to ``sys.unraisablehook`` as CPython does
+    its own: the hook gets ``err_msg`` "Exception ignored " + ``where``."""
+    cdef bytes text = where.encode("utf-8", "backslashreplace")
+    kind = type(error)
+    traceback = error.__traceback__
+    Py_INCREF(kind)   # PyErr_Restore takes over one reference of each
+    Py_INCREF(error)
+    if traceback is not None:
+        Py_INCREF(traceback)
+    PyErr_Restore(<PyObject *>kind, <PyObject *>error, <PyObject *>traceback if traceback is not None else NULL)
+    hardstop_write_unraisable(text)

@@ -8,11 +8,13 @@ can escape a handler in the same frame (a CPython bug, see docs/known-issues).
 from __future__ import annotations
 
 import _thread
+import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import sysconfig
 import threading
 import time
 from pathlib import Path
@@ -23,6 +25,14 @@ import pytest
 from hardstop import _hardstop
 
 pytest_plugins = ["pytester"]  # tests of hardstop's own pytest plugin
+
+# A free-threaded build whose GIL is on here (an extension that does not declare
+# free-threading support turned it back on, with a RuntimeWarning): the tests'
+# subprocesses import the same modules, so they run with the GIL on from the
+# start, as this process does, and that warning does not reach their output.
+_GIL_ON = getattr(sys, "_is_gil_enabled", lambda: True)()
+if _GIL_ON and sysconfig.get_config_var("Py_GIL_DISABLED") and "PYTHON_GIL" not in os.environ:
+    os.environ["PYTHON_GIL"] = "1"
 
 WAIT = 10.0  # generous bound for anything that should happen "at once"
 # The receipt's reason when CPython swallowed the exception in a finalizer.

@@ -27,6 +27,7 @@ def test_python_m_hardstop_reports_what_it_probed() -> None:
     out = result.stdout
     assert out.startswith("hardstop ")
     assert f"Python {sys.version.split()[0]}" in out
+    assert re.search(r"^GIL: (on|off): \S", out, re.M)
     assert row(out, "pure-Python loop", STOPPED, STOPPED)
     for woken in ("threading.Event.wait()", "queue.Queue.get()", "threading.Condition.wait()", "hardstop.sleep()"):
         assert row(out, woken, STOPPED, STOPPED), woken
@@ -53,6 +54,7 @@ def test_json_is_the_same_report() -> None:
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["python"] == sys.version.split()[0]
+    assert report["gil"].startswith(("on: ", "off: "))
     assert {(r["wait"], r["thread"]) for r in report["waits"]} >= {("time.sleep()", "worker"), ("time.sleep()", "main")}
 
 

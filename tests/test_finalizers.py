@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import sys
 import threading
+from typing import Any
 
 import pytest
 
 import hardstop
-from conftest import SWALLOWED_REASON, WAIT, assert_nothing_pending, spin
+from conftest import SWALLOWED_REASON, WAIT, Target, assert_nothing_pending, spin
+from hardstop import _own_threads
 
 
 class SpinsInDel:
@@ -122,3 +124,45 @@ def test_nothing_lands_inside_the_unraisable_hook_while_it_reports(monkeypatch) 
             hardstop.sleep(WAIT)
     assert landed_in_hook == []
     assert [repr(error) for error in reported] == ["KeyError('swallowed')"]
+
+
+def test_requests_held_by_the_hook_wrapper_start_no_thread_inside_the_hook(monkeypatch) -> None:
+    """Requests made while a swallowed exception is being reported are held until
+    the hook returns, then raised one by one. The pump that arms the second one
+    is started by the interrupter, never from inside the hook: a finalizer runs
+    wherever the collector or a decref happens, even while its thread holds
+    threading's own locks, which starting a thread takes."""
+    in_hook, leave_hook = threading.Event(), threading.Event()
+    started_from: list[int] = []
+    real_start = _own_threads.start
+
+    def recording_start(*args: Any, **kwargs: Any) -> None:
+        started_from.append(threading.get_ident())
+        real_start(*args, **kwargs)
+
+    def blocking_hook(unraisable) -> None:
+        in_hook.set()
+        leave_hook.wait(WAIT)
+
+    class InterruptsItselfInDel:
+        def __del__(self) -> None:
+            hardstop.interrupt(threading.current_thread(), KeyError("swallowed"))
+
+    def body() -> None:
+        if not in_hook.is_set():
+            InterruptsItselfInDel()  # the hook (wrapped by hardstop) blocks until leave_hook
+        spin(target.stop)
+
+    monkeypatch.setattr(_own_threads, "start", recording_start)
+    monkeypatch.setattr(sys, "unraisablehook", blocking_hook)
+    target = Target(body, wanted=2)
+    with target:
+        assert in_hook.wait(WAIT)
+        first, second = hardstop.interrupt(target.thread), hardstop.interrupt(target.thread)
+        leave_hook.set()
+        assert first.wait(WAIT)
+        assert second.wait(WAIT)
+        target.thread.join(WAIT)
+    assert [type(error) for error in target.caught] == [hardstop.Interrupted, hardstop.Interrupted]
+    assert target.thread.ident not in started_from
+    assert_nothing_pending(target.thread.ident)

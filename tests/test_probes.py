@@ -55,6 +55,7 @@ def test_the_json_has_the_documented_shape(report: dict[str, Any]) -> None:
         "implementation",
         "platform",
         "extension",
+        "gil",
         "wake_signal",
         "bound_seconds",
         "waits",
@@ -62,6 +63,7 @@ def test_the_json_has_the_documented_shape(report: dict[str, Any]) -> None:
         "leftover_threads",
     }
     assert report["wake_signal"] == ("SIGURG" if POSIX else None)
+    assert report["gil"].startswith(("on: ", "off: "))  # the reasons: tests/test_gil.py
     pairs = [(r["wait"], r["thread"]) for r in report["waits"]]
     assert pairs == [(wait.label, thread) for thread in ("worker", "main") for wait in _probes.WAITS]
     for result in report["waits"]:

@@ -206,6 +206,33 @@ def test_an_unblocker_that_fails_is_reported_and_the_interrupt_stands(monkeypatc
     assert [type(e) for e in target.caught] == [hardstop.Interrupted]
 
 
+def test_an_unblocker_that_fails_is_reported_by_the_default_hook(monkeypatch, capsys) -> None:
+    """CPython's default hook accepts only its own UnraisableHookArgs: hardstop's
+    report of a failed unblocker made it raise TypeError instead of printing."""
+    monkeypatch.setattr(sys, "unraisablehook", sys.__unraisablehook__)
+    event = threading.Event()
+
+    def broken() -> None:
+        event.set()
+        raise OSError("unblocker failed")
+
+    def body() -> None:
+        with hardstop.unblocking(broken):
+            event.wait(LONG)
+        spin(target.stop)
+
+    target = Target(body)
+    with target:
+        time.sleep(0.05)
+        assert hardstop.interrupt(target.thread).wait(WAIT)
+        target.thread.join(WAIT)
+    printed = capsys.readouterr().err
+    assert "Exception ignored in the hardstop unblocker <function" in printed
+    assert "OSError: unblocker failed" in printed
+    assert "TypeError" not in printed
+    assert [type(e) for e in target.caught] == [hardstop.Interrupted]
+
+
 def test_unblocking_needs_a_callable() -> None:
     with pytest.raises(TypeError, match=r"^The unblocker must be callable, not int 3\.$"):
         hardstop.unblocking(3)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from hardstop import _main_interpreter  # noqa: F401 - first: refuses a sub-interpreter before the extension loads
+from hardstop import (
+    _gil,  # noqa: F401 - before the extension: notes whether the GIL was on then
+    _main_interpreter,  # noqa: F401 - first: refuses a sub-interpreter before the extension loads
+)
 
 # isort: split
 import atexit

@@ -79,6 +79,7 @@ def render(report: _probes.Report) -> str:
         f"hardstop {report.hardstop}",
         f"Python {report.python} ({report.implementation}) on {report.platform}",
         f"extension: {report.extension}",
+        f"GIL: {report.gil}",
         wake,
         "",
         *_waits(report),

@@ -148,9 +148,7 @@ def _watch() -> None:
             try:
                 _fire(scope)
             except Exception as error:  # noqa: BLE001 - the watchdog must outlive one failure
-                sys.unraisablehook(
-                    _wake._Unraisable(error, f"Exception ignored in the hardstop watchdog firing {scope!r}")
-                )
+                _hardstop.write_unraisable(error, f"in the hardstop watchdog firing {scope!r}")
         if due:
             continue
         _hardstop._wakeup.acquire(True, -1 if wait is None or wait > threading.TIMEOUT_MAX else wait)

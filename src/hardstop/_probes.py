@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import hardstop
-from hardstop import _hardstop
+from hardstop import _gil, _hardstop
 from hardstop._probe_quirks import QUIRKS, QuirkResult, probe_quirk
 from hardstop._probe_waits import (
     BOUND,
@@ -56,6 +56,7 @@ class Report:
     implementation: str
     platform: str
     extension: str
+    gil: str  # "on: why" or "off: why"
     wake_signal: str | None
     bound_seconds: float
     waits: list[WaitResult] = field(default_factory=list)
@@ -78,6 +79,7 @@ def run() -> Report:
         implementation=platform.python_implementation(),
         platform=f"{platform.system()} {platform.machine()}",
         extension=str(_hardstop.__file__),
+        gil=_gil.describe(),
         wake_signal=_signal_name(hardstop.wake_signal()),
         bound_seconds=BOUND,
     )

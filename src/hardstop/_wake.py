@@ -54,11 +54,12 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from types import FrameType, TracebackType
+from types import FrameType
 
 from hardstop import _join, _own_threads  # noqa: F401 - _join mends Thread.join on import
 from hardstop._errors import non_negative_seconds
 from hardstop._hardstop import (
+    RaiseArmedFirst,
     Receipt,
     began_wake,
     current_frame,
@@ -67,6 +68,7 @@ from hardstop._hardstop import (
     shield,
     shielded_exit,
     unlist_waiter,
+    write_unraisable,
 )
 
 # typing and signal (whose enums import enum) are slow to import: _signal is signal's
@@ -236,25 +238,8 @@ def _call_unblocker(receipt: Receipt) -> bool:
             receipt.wake = f"unblocker {entry.callback!r} called"
         except Exception as error:  # noqa: BLE001 - reported, never swallowed
             receipt.wake = f"unblocker {entry.callback!r} called, and raised {error!r}"
-            sys.unraisablehook(_Unraisable(error, f"Exception ignored in the hardstop unblocker {entry.callback!r}"))
+            write_unraisable(error, f"in the hardstop unblocker {entry.callback!r}")
     return True
-
-
-class _Unraisable:
-    """The argument ``sys.unraisablehook`` expects."""
-
-    exc_type: type[BaseException]
-    exc_value: BaseException | None
-    exc_traceback: TracebackType | None
-    err_msg: str | None
-    object: object
-
-    def __init__(self, error: BaseException, message: str) -> None:
-        self.exc_type = type(error)
-        self.exc_value = error
-        self.exc_traceback = error.__traceback__
-        self.err_msg = message
-        self.object = None
 
 
 def _condition_wait(ident: int) -> tuple[Any, Any] | None:
@@ -343,7 +328,7 @@ def _signal_thread(receipt: Receipt) -> bool:
         (main or _SIGNAL_WORKERS)
         and _wake_signal is not None
         and is_armed(receipt)
-        and _signal.getsignal(_wake_signal) is _on_wake_signal
+        and _signal.getsignal(_wake_signal) is _HANDLER
         and not _blocks_signal(receipt.ident, _wake_signal)
     ):
         _drop_used_up()
@@ -397,13 +382,18 @@ def _not_woken(ident: int, frame: FrameType | None) -> str:
     return f"{why} (it is in {code.co_name}, {code.co_filename}:{frame.f_lineno}){_NOT_WOKEN_TAIL}"
 
 
-def _on_wake_signal(signum: int, frame: FrameType | None) -> None:
+def _on_wake_signal(signum: int, frame: FrameType | None, raising: Receipt | None = None) -> None:
+    """Called by _HANDLER, which then raises ``raising`` (taken from the slot)."""
     _drop_used_up()
     if _signalled:
         _signalled.clear()  # this run is the one our signals caused
         return
     if callable(_chained):
         _chained(signum, frame)
+
+
+# What is installed for the wake signal (see RaiseArmedFirst in the extension).
+_HANDLER = RaiseArmedFirst(_on_wake_signal)
 
 
 def _drop_used_up() -> None:
@@ -453,7 +443,7 @@ def set_wake_signal(signum: int | None) -> None:
         return
     previous = None
     if signum is not None:
-        previous = _signal.signal(signum, _on_wake_signal)  # refuses a bad number, as signal.signal does
+        previous = _signal.signal(signum, _HANDLER)  # refuses a bad number, as _signal.signal does
     if current is not None:
         _signal.signal(current, _chained if _chained is not None else _signal.SIG_DFL)  # type: ignore[arg-type]
     _wake_signal, _chained = signum, previous
@@ -461,7 +451,7 @@ def set_wake_signal(signum: int | None) -> None:
 
 def wake_signal() -> int | None:
     """The signal that wakes the main thread, or None when it is not woken."""
-    if _wake_signal is not None and _signal.getsignal(_wake_signal) is _on_wake_signal:
+    if _wake_signal is not None and _signal.getsignal(_wake_signal) is _HANDLER:
         return _wake_signal
     return None
 
