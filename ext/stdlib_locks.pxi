@@ -104,8 +104,9 @@ cdef void _watch_leave(PyThreadState *ts, _ThreadRecord record) noexcept:
     """Have the thread itself arm its request as it returns to other code: polling
     from outside sees a thread busy with a Queue almost only inside it (it gives
     the GIL up at checks, and nearly all of its checks are there). A thread that
-    has a profile function of its own is left to the pump."""
-    if record.watching_leave or ts.c_profilefunc != NULL:
+    has a profile function of its own is left to the pump, and so is every thread
+    on 3.11, where a profile function can freeze it (_PROFILED_FREEZE)."""
+    if _PROFILED_FREEZE or record.watching_leave or ts.c_profilefunc != NULL:
         return
     if _PyEval_SetProfile(ts, _leave_watch, NULL) < 0:
         PyErr_Clear()   # an audit hook refused: the pump still polls

@@ -12,6 +12,16 @@ cdef bint _SHARED_FLAG = PY_VERSION_HEX < 0x030D0000
 # that C code discards before that).
 cdef bint _LAZY_EXCEPTIONS = PY_VERSION_HEX < 0x030C0000
 
+# 3.11: a thread with a trace or profile function re-checks the eval breaker at
+# each function's entry without moving past it, so while the interpreter-wide
+# flag is set for another thread's pending exception it makes no progress at all
+# (0 calls a second), and withdrawing that exception with NULL leaves the flag,
+# and the thread, stuck. hardstop's own profile function (_leave_watch) is
+# therefore not used there: a request put off in lock handling is armed by the
+# pump's polling (tests/test_stdlib_locks.py). A debugger's, profiler's or
+# coverage tool's tracer is the user's: see docs/known-issues.md.
+cdef bint _PROFILED_FREEZE = 0x030B0000 <= PY_VERSION_HEX < 0x030C0000
+
 
 cdef void _resignal_armed():
     """3.10-3.12: raise the shared flag again for requests still armed elsewhere."""

@@ -24,11 +24,8 @@ import itertools
 import os
 import queue
 import random
-import sys
 import threading
 import time
-
-import pytest
 
 import hardstop
 from conftest import WAIT
@@ -233,13 +230,6 @@ def queue_user(shared: queue.Queue[int], stop: threading.Event, used: list[int])
             pass
 
 
-@pytest.mark.xfail(
-    sys.version_info[:2] == (3, 11),
-    reason="CPython 3.11: a killed thread blocked in Queue.get keeps spinning in get's loop with the queue's "
-    "mutex while every other user waits for it (4 of 4 runs, on main 5f3b155 too); cause not yet found. "
-    "Not run there: the spinning thread would slow the rest of the session",
-    run=False,
-)
 def test_kill_stops_blocked_threads_while_others_use_the_same_queue() -> None:
     shared: queue.Queue[int] = queue.Queue()
     stop = threading.Event()

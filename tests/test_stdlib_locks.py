@@ -120,6 +120,53 @@ def test_a_request_aimed_inside_lock_handling_waits_and_says_so() -> None:
     assert not condition._lock.locked()  # it did not land in Condition.__enter__, after the acquire
 
 
+def test_a_request_waiting_in_lock_handling_lands_while_another_thread_holds_one_it_cannot_raise() -> None:
+    """CPython 3.11 freezes a thread that has a profile function at its next
+    function call while another thread's exception is pending (the flag is
+    shared): hardstop's own profile function, which arms a request as its thread
+    leaves lock handling, froze a Queue.get holding the queue's lock (and so every
+    other user of the queue). Found killing threads blocked in Queue.get."""
+    q: queue.Queue[int] = queue.Queue()
+    blocker = threading.Lock()
+    blocker.acquire()
+    outcome: list[str] = []
+
+    def stays_blocked() -> None:  # in C: its request stays armed, unraised, until the lock is free
+        try:
+            blocker.acquire()
+        except hardstop.Interrupted:
+            outcome.append("blocked one interrupted")
+
+    def gets() -> None:
+        try:
+            q.get(timeout=6 * WAIT)
+        except hardstop.Interrupted:
+            outcome.append("getter interrupted")
+
+    stuck = threading.Thread(target=stays_blocked)
+    stuck.start()
+    with q.mutex:
+        getter = threading.Thread(target=gets)
+        getter.start()
+        give_up = time.monotonic() + WAIT
+        while not _hardstop.in_protected_code(getter.ident or 0) and time.monotonic() < give_up:
+            time.sleep(0.001)
+        time.sleep(0.05)  # blocked on the queue's lock, inside Condition.__enter__
+        receipt = hardstop.interrupt(getter)
+        assert receipt.status == "pending"  # put off: it is inside lock handling
+        unraised = hardstop.interrupt(stuck, wake=False)
+        assert _hardstop.is_armed(unraised)
+    # The getter takes the queue's lock and runs Queue.get's own code (calls to
+    # _qsize, Condition.wait) while the stuck thread's request is pending.
+    assert receipt.wait(WAIT), receipt.wake
+    getter.join(WAIT)
+    blocker.release()
+    assert unraised.wait(WAIT)
+    stuck.join(WAIT)
+    assert sorted(outcome) == ["blocked one interrupted", "getter interrupted"]
+    assert not q.mutex.locked()
+
+
 @pytest.mark.skipif(
     sys.version_info < (3, 12),
     reason="CPython 3.10/3.11 create the exception later, away from the __exit__ it was raised in: "
