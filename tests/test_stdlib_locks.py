@@ -23,6 +23,14 @@ from hardstop import _hardstop
 RAIN = 12  # each waits for its delivery, which can take a second in this loop
 
 
+def wait_until_blocked_in_lock_handling(thread: threading.Thread) -> None:
+    """Until ``thread`` is blocked in a lock's acquire inside threading's or queue's code."""
+    give_up = time.monotonic() + WAIT
+    while not _hardstop.in_protected_code(thread.ident or 0) and time.monotonic() < give_up:
+        time.sleep(0.001)
+    time.sleep(0.05)  # in there, and now blocked in the lock's acquire
+
+
 def _catch_all_and_go_on(body, stop: threading.Event, caught: list[int]) -> None:
     while not stop.is_set():
         try:
@@ -105,10 +113,7 @@ def test_a_request_aimed_inside_lock_handling_waits_and_says_so() -> None:
     with condition:
         worker = threading.Thread(target=enters)
         worker.start()
-        deadline = time.monotonic() + WAIT
-        while not _hardstop.in_protected_code(worker.ident or 0) and time.monotonic() < deadline:
-            time.sleep(0.001)
-        time.sleep(0.05)  # blocked in the lock's acquire, inside Condition.__enter__
+        wait_until_blocked_in_lock_handling(worker)
         assert _hardstop.in_protected_code(worker.ident or 0)
         receipt = hardstop.interrupt(worker)
         assert receipt.status == "pending"
@@ -148,10 +153,7 @@ def test_a_request_waiting_in_lock_handling_lands_while_another_thread_holds_one
     with q.mutex:
         getter = threading.Thread(target=gets)
         getter.start()
-        give_up = time.monotonic() + WAIT
-        while not _hardstop.in_protected_code(getter.ident or 0) and time.monotonic() < give_up:
-            time.sleep(0.001)
-        time.sleep(0.05)  # blocked on the queue's lock, inside Condition.__enter__
+        wait_until_blocked_in_lock_handling(getter)
         receipt = hardstop.interrupt(getter)
         assert receipt.status == "pending"  # put off: it is inside lock handling
         unraised = hardstop.interrupt(stuck, wake=False)
@@ -218,10 +220,7 @@ def test_a_request_armed_on_leaving_lock_handling_still_wakes_the_wait_that_foll
 
     def interrupter() -> None:
         with condition:
-            deadline = time.monotonic() + WAIT
-            while not _hardstop.in_protected_code(main.ident or 0) and time.monotonic() < deadline:
-                time.sleep(0.001)
-            time.sleep(0.05)  # blocked in the lock's acquire, inside Condition.__enter__
+            wait_until_blocked_in_lock_handling(main)
             receipts.append(hardstop.interrupt(main))
 
     helper = threading.Thread(target=interrupter)

@@ -181,9 +181,8 @@ def test_an_unblocker_is_never_called_after_its_block_was_left() -> None:
     assert [type(e) for e in target.caught] == [hardstop.Interrupted]
 
 
-def test_an_unblocker_that_fails_is_reported_and_the_interrupt_stands(monkeypatch) -> None:
-    reported: list[object] = []
-    monkeypatch.setattr(sys, "unraisablehook", reported.append)
+def interrupt_past_a_failing_unblocker() -> Target:
+    """A target in an Event.wait whose unblocker raises: interrupted, and ended."""
     event = threading.Event()
 
     def broken() -> None:
@@ -200,6 +199,13 @@ def test_an_unblocker_that_fails_is_reported_and_the_interrupt_stands(monkeypatc
         time.sleep(0.05)
         assert hardstop.interrupt(target.thread).wait(WAIT)
         target.thread.join(WAIT)
+    return target
+
+
+def test_an_unblocker_that_fails_is_reported_and_the_interrupt_stands(monkeypatch) -> None:
+    reported: list[object] = []
+    monkeypatch.setattr(sys, "unraisablehook", reported.append)
+    target = interrupt_past_a_failing_unblocker()
     assert len(reported) == 1
     assert str(reported[0].exc_value) == "unblocker failed"
     assert reported[0].err_msg.startswith("Exception ignored in the hardstop unblocker <function")
@@ -210,22 +216,7 @@ def test_an_unblocker_that_fails_is_reported_by_the_default_hook(monkeypatch, ca
     """CPython's default hook accepts only its own UnraisableHookArgs: hardstop's
     report of a failed unblocker made it raise TypeError instead of printing."""
     monkeypatch.setattr(sys, "unraisablehook", sys.__unraisablehook__)
-    event = threading.Event()
-
-    def broken() -> None:
-        event.set()
-        raise OSError("unblocker failed")
-
-    def body() -> None:
-        with hardstop.unblocking(broken):
-            event.wait(LONG)
-        spin(target.stop)
-
-    target = Target(body)
-    with target:
-        time.sleep(0.05)
-        assert hardstop.interrupt(target.thread).wait(WAIT)
-        target.thread.join(WAIT)
+    target = interrupt_past_a_failing_unblocker()
     printed = capsys.readouterr().err
     assert "Exception ignored in the hardstop unblocker <function" in printed
     assert "OSError: unblocker failed" in printed
