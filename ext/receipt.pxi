@@ -300,10 +300,12 @@ def deliver(cls, *args):
     # and that must give back the same instance, not wrap it in a new one.
     # A delivery calls the carrier without arguments (the slot holds a class).
     cdef PyThreadState *ts = PyThreadState_Get()
-    if (not args and receipt is not None and receipt._carrier is cls and ts.async_exc == <PyObject *>cls
-            and _LAZY_EXCEPTIONS):
-        # 3.10/3.11: created late, after it was given up as lost (lost.pxi) and the
-        # same carrier armed again (a deadline firing again): raise the armed one now.
+    if not args and receipt is not None and receipt._carrier is cls and ts.async_exc == <PyObject *>cls:
+        # The same carrier was armed again between the interpreter taking the slot and
+        # creating the exception: 3.10/3.11 create it late, after it was given up as
+        # lost (lost.pxi) and a deadline fired again; on 3.14t another thread armed
+        # meanwhile (a deadline's level-triggered re-fire: Expired() without its
+        # scope failed with a TypeError). The raise is the armed request's: take it.
         _disarm(record.ident, cls)
     if (args or receipt is None or receipt._carrier is not cls
             or ts.async_exc != NULL):

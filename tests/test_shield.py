@@ -7,6 +7,7 @@ import dis
 import sys
 import threading
 import time
+import traceback
 import types
 from typing import Any
 
@@ -175,6 +176,13 @@ class Rain:
             except hardstop.Interrupted:
                 self._on_interrupt()
 
+    def where(self) -> str:
+        """Why the thread is not back in its try: ended, or where it is."""
+        frame = sys._current_frames().get(self.thread.ident or 0)
+        if frame is None:
+            return f"the rain's thread is not back inside its try: alive={self.thread.is_alive()}, no frame"
+        return "the rain's thread is not back inside its try; it is at:\n" + "".join(traceback.format_stack(frame))
+
     def send(self, count: int, enough=lambda: False) -> int:
         """Interrupt ``count`` times (or until ``enough()``); return how many were sent."""
         # Each handshake needs the GIL back from a thread running Python code:
@@ -195,7 +203,7 @@ class Rain:
             self.thread.start()
             sent = 0
             while sent < count and not enough():
-                assert self.inside_try.wait(WAIT)
+                assert self.inside_try.wait(WAIT), self.where()
                 self.inside_try.clear()
                 receipt = hardstop.interrupt(self.thread)
                 if not receipt.wait(WAIT):

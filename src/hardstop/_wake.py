@@ -397,10 +397,16 @@ _HANDLER = RaiseArmedFirst(_on_wake_signal)
 
 
 def _drop_used_up() -> None:
-    """Forget the signals used up by a request raised as the handler started."""
-    for index in range(len(_signalled) - 1, -1, -1):
-        if _raised_by_handler(_signalled[index]):
-            del _signalled[: index + 1]
+    """Forget the signals used up by a request raised as the handler started.
+
+    Other threads (the pump's, another interrupter's) append and drop meanwhile:
+    it works on a copy and drops by identity, never by a position that may have
+    moved (the handler then saw an IndexError, 3.15, CI)."""
+    seen = list(_signalled)
+    for index in range(len(seen) - 1, -1, -1):
+        if _raised_by_handler(seen[index]):
+            used_up = {id(receipt) for receipt in seen[: index + 1]}
+            _signalled[:] = [receipt for receipt in _signalled if id(receipt) not in used_up]
             return
 
 
