@@ -12,7 +12,7 @@ import time
 import pytest
 
 import hardstop
-from conftest import WAIT, Target
+from conftest import SWALLOWED_REASON, WAIT, Target
 from hardstop import _hardstop
 
 LONG = 60.0
@@ -151,6 +151,10 @@ def test_stress_consumers_interrupted_while_waiting_on_queues(monkeypatch) -> No
     """Producers and consumers on shared queues, consumers interrupted at random."""
     escaped: list[object] = []
     monkeypatch.setattr(threading, "excepthook", escaped.append)
+    # CPython swallows an interrupt that lands in a finalizer or a GC callback (a
+    # plugin's gc.callbacks entry ran in a consumer, 3.12 CI): its receipt says so.
+    swallowed: list[object] = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda unraisable: swallowed.append(unraisable.exc_value))
     rng = random.Random(1234)
     queues = [queue.Queue() for _ in range(2)]
     consumed: list[int] = []
@@ -212,7 +216,10 @@ def test_stress_consumers_interrupted_while_waiting_on_queues(monkeypatch) -> No
         f"{lost} items taken then lost to an interrupt that landed after get() returned"
     )
     assert len(consumed) == len(set(consumed)), "an item was consumed twice"
-    assert all(r.status == "delivered" for r in receipts)
+    undelivered = [r for r in receipts if r.status != "delivered"]
+    assert all((r.status, r.reason) == ("undelivered", SWALLOWED_REASON) for r in undelivered), undelivered
+    assert len(undelivered) == len(swallowed)
+    assert all(isinstance(exception, hardstop.Interrupted) for exception in swallowed), swallowed
     assert interrupted[0] == delivered
     assert escaped == []  # no exception left any thread
     assert lost <= delivered

@@ -23,6 +23,8 @@ except ImportError as error:
         "install it with pip install 'hardstop-threads[gunicorn]'."
     ) from error
 
+from typing import Any
+
 from hardstop.wsgi import TimeLimit, WSGIApp
 
 
@@ -34,6 +36,22 @@ class ThreadWorker(_GthreadWorker):  # type: ignore[misc, unused-ignore]
     def load_wsgi(self) -> None:
         super().load_wsgi()
         self.wsgi = TimeLimit(self.wsgi, self.cfg.timeout or None, logger=self.log)
+
+    def run(self) -> None:
+        # gthread's main loop tells the arbiter it is alive once per wait for events,
+        # which lasts up to 1 s, and the arbiter kills a worker silent for `timeout`
+        # seconds: here also the request limit, so a short one (-t 1) lost healthy
+        # workers, with their requests, on a loaded machine. Wait a quarter of it at most.
+        limit = self.cfg.timeout
+        if limit:
+            select = self.poller.select
+            longest = limit / 4
+
+            def shorter_select(timeout: float | None = None) -> Any:
+                return select(longest if timeout is None else min(timeout, longest))
+
+            self.poller.select = shorter_select
+        super().run()
 
 
 __all__ = ["ThreadWorker"]
