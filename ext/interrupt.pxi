@@ -128,18 +128,19 @@ def interrupt(thread, exc=Interrupted, *, bint wake=True):
     if carrier is None:
         carrier = carrier_for(type(instance))
     ident = key
-    if ident == PyThread_get_thread_ident():
-        receipt = _arm_patiently(target, key, instance, carrier)
-        receipt._wake_note = _NOTE_SELF
-    elif not wake:
-        receipt = _arm_patiently(target, key, instance, carrier)
-        receipt._wake_note = _NOTE_NO_WAKE
-    else:
-        receipt = _arm_and_wake(target, key, instance, carrier)
-    # The pump is needed only if this request was queued (nothing else changed).
-    if (not _pump_running and (receipt._record.queued is not None or _armed_unwoken)
-            and _start_pump is not None and claim_pump()):
-        _start_pump()
+    with cython.critical_section(_CORE):
+        if ident == PyThread_get_thread_ident():
+            receipt = _arm_patiently(target, key, instance, carrier)
+            receipt._wake_note = _NOTE_SELF
+        elif not wake:
+            receipt = _arm_patiently(target, key, instance, carrier)
+            receipt._wake_note = _NOTE_NO_WAKE
+        else:
+            receipt = _arm_and_wake(target, key, instance, carrier)
+        # The pump is needed only if this request was queued (nothing else changed).
+        if (not _pump_running and (receipt._record.queued is not None or _armed_unwoken)
+                and _start_pump is not None and claim_pump()):
+            _start_pump()
     return receipt
 
 
@@ -154,17 +155,28 @@ cdef Receipt _arm_and_wake(object target, object key, object instance, object ca
     """Arm, and end the target's wait: here when it needs no waking, else in hardstop._wake."""
     cdef Receipt receipt
     cdef unsigned long ident = key
+    cdef bint waits_on_condition = False
+    cdef int lasti = 0
+    code = None
     wake = _wake
-    frame = current_frame(ident)
-    if wake is not None and (_has_unblockers(wake, key) or _in_condition_wait(frame) or wake._SIGNAL_WORKERS
+    _stop_world()   # free-threaded: its frames are read while it cannot change them
+    try:
+        frame = current_frame(ident)
+        if frame is not None:
+            waits_on_condition = _in_condition_wait(frame)
+            code = frame.f_code
+            lasti = frame.f_lasti
+        frame = None
+    finally:
+        _start_world()
+    if wake is not None and (_has_unblockers(wake, key) or waits_on_condition or wake._SIGNAL_WORKERS
                              or key == _threading._main_thread._ident):
         return wake.arm_and_wake(key, lambda: _arm_patiently(target, key, instance, carrier))
     receipt = _arm_patiently(target, key, instance, carrier)
     if receipt._record.armed is receipt:
         receipt._wake_note = _NOTE_WORKER
-        if frame is not None:
-            receipt._wake_code = frame.f_code
-            receipt._wake_lasti = frame.f_lasti
+        receipt._wake_code = code
+        receipt._wake_lasti = lasti
     else:
         _note_queued(receipt)
     return receipt
@@ -175,12 +187,16 @@ cdef void _note_queued(Receipt receipt) except *:
     cdef PyThreadState *ts = NULL
     if receipt._status is not PENDING:
         return
+    cdef bint protected
     if _held(receipt):
         receipt._wake_note = _NOTE_DEFERRED
-    elif _count_states(receipt.ident, &ts) == 1 and _in_protected_code(ts):
-        receipt._wake_note = _NOTE_PROTECTED
-    else:
-        receipt._wake_note = _NOTE_QUEUED
+        return
+    _stop_world()
+    try:
+        protected = _count_states(receipt.ident, &ts) == 1 and _in_protected_code(ts)
+    finally:
+        _start_world()
+    receipt._wake_note = _NOTE_PROTECTED if protected else _NOTE_QUEUED
 
 
 # What a receipt's wake text is built from, when read (Receipt.wake).

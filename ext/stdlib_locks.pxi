@@ -105,8 +105,10 @@ cdef void _watch_leave(PyThreadState *ts, _ThreadRecord record) noexcept:
     from outside sees a thread busy with a Queue almost only inside it (it gives
     the GIL up at checks, and nearly all of its checks are there). A thread that
     has a profile function of its own is left to the pump, and so is every thread
-    on 3.11, where a profile function can freeze it (_PROFILED_FREEZE)."""
-    if _PROFILED_FREEZE or record.watching_leave or ts.c_profilefunc != NULL:
+    on 3.11, where a profile function can freeze it (_PROFILED_FREEZE), and on
+    free-threaded builds, where setting another running thread's profile function
+    changes its code's instrumentation under it (and stops the world itself)."""
+    if _PROFILED_FREEZE or HARDSTOP_FREE_THREADED or record.watching_leave or ts.c_profilefunc != NULL:
         return
     if _PyEval_SetProfile(ts, _leave_watch, NULL) < 0:
         PyErr_Clear()   # an audit hook refused: the pump still polls
@@ -152,4 +154,9 @@ cdef int _leave_watch(PyObject *unused, PyFrameObject *frame, int what, PyObject
 def in_protected_code(unsigned long ident):
     """True when the thread ``ident`` is inside standard-library lock handling."""
     cdef PyThreadState *ts = NULL
-    return _count_states(ident, &ts) == 1 and _in_protected_code(ts)
+    with cython.critical_section(_CORE):
+        _stop_world()
+        try:
+            return _count_states(ident, &ts) == 1 and _in_protected_code(ts)
+        finally:
+            _start_world()

@@ -42,9 +42,33 @@ cdef class _ThreadRecord:
     cdef list shields         # positions of its open shields, in the order entered; None before the first
     cdef bint watching_leave  # its profile function is _leave_watch (stdlib_locks.pxi)
     cdef int reporting        # it is inside the sys.unraisablehook wrapper (unraisable.pxi)
+    cdef bint delivering      # it is inside a carrier's __new__ (receipt.pxi's deliver)
 
 
 cdef dict _records = {}   # ident -> _ThreadRecord
+
+# The object whose critical section guards hardstop's state (see above).
+cdef object _CORE = _records
+# How deeply the calling thread has stopped the world: only the thread that
+# stopped it runs until it starts it again, so only that thread sees it non-zero.
+cdef int _world_stops = 0
+
+
+cdef inline void _stop_world() noexcept:
+    """Free-threaded builds: suspend every other thread (reentrant); else nothing."""
+    global _world_stops
+    if HARDSTOP_FREE_THREADED:
+        if _world_stops == 0:
+            hardstop_stop_world()
+        _world_stops += 1
+
+
+cdef inline void _start_world() noexcept:
+    global _world_stops
+    if HARDSTOP_FREE_THREADED:
+        _world_stops -= 1
+        if _world_stops == 0:
+            hardstop_start_world()
 
 
 cdef class _ThreadWatch:
@@ -57,7 +81,8 @@ cdef class _ThreadWatch:
 
     def __dealloc__(self):
         if self.record is not None and _records is not None:
-            _thread_ended(self.record)
+            with cython.critical_section(_CORE):
+                _thread_ended(self.record)
 
 
 cdef int _count_states(unsigned long ident, PyThreadState **found) noexcept:
@@ -77,26 +102,44 @@ def thread_idents():
 
     Unlike ``sys._current_frames()``, this includes threads with no Python frame.
     """
-    cdef PyThreadState *ts = PyInterpreterState_ThreadHead(PyInterpreterState_Get())
-    idents = []
-    while ts != NULL:
-        idents.append(ts.thread_id)
-        ts = PyThreadState_Next(ts)
+    cdef PyThreadState *ts
+    cdef list idents = []
+    with cython.critical_section(_CORE):
+        _stop_world()
+        try:
+            ts = PyInterpreterState_ThreadHead(PyInterpreterState_Get())
+            while ts != NULL:
+                idents.append(ts.thread_id)
+                ts = PyThreadState_Next(ts)
+        finally:
+            _start_world()
     return idents
 
 
 cdef bint _disarm(unsigned long ident, object carrier) noexcept:
-    """Empty the slot of the thread ``ident`` if it still holds ``carrier``."""
-    cdef PyThreadState *ts = PyInterpreterState_ThreadHead(PyInterpreterState_Get())
-    cdef PyObject *held
+    """Empty the slot of the thread ``ident`` if it still holds ``carrier``
+    (free-threaded builds: with the world stopped, as for any other thread)."""
+    cdef PyThreadState *ts
+    cdef bint emptied = False
+    _stop_world()
+    ts = PyInterpreterState_ThreadHead(PyInterpreterState_Get())
     while ts != NULL:
-        if ts.thread_id == ident and ts.async_exc == <PyObject *>carrier:
-            held = ts.async_exc
-            ts.async_exc = NULL
-            Py_DECREF(<object>held)
-            return True
+        if ts.thread_id == ident and hardstop_empty_slot_if(ts, <PyObject *>carrier):
+            emptied = True
+            break
         ts = PyThreadState_Next(ts)
-    return False
+    _start_world()
+    if emptied:
+        Py_DECREF(carrier)   # the slot's reference (a class: nothing runs)
+    return emptied
+
+
+cdef bint _disarm_here(object carrier) noexcept:
+    """Empty the calling thread's own slot if it still holds ``carrier``."""
+    if not hardstop_empty_slot_if(PyThreadState_Get(), <PyObject *>carrier):
+        return False
+    Py_DECREF(carrier)
+    return True
 
 
 cdef inline void _set_armed(_ThreadRecord record, Receipt receipt) noexcept:
@@ -228,10 +271,14 @@ def current_frame(unsigned long ident):
     None as well when no single thread state carries ``ident``.
     """
     cdef PyThreadState *ts = NULL
-    cdef PyFrameObject *frame
-    if _count_states(ident, &ts) != 1:
-        return None
-    frame = PyThreadState_GetFrame(ts)
+    cdef PyFrameObject *frame = NULL
+    with cython.critical_section(_CORE):
+        _stop_world()
+        try:
+            if _count_states(ident, &ts) == 1:
+                frame = PyThreadState_GetFrame(ts)   # may make the frame object: not while it runs
+        finally:
+            _start_world()
     if frame == NULL:
         return None
     result = <object><PyObject *>frame
@@ -241,18 +288,26 @@ def current_frame(unsigned long ident):
 
 def slot_is_empty(unsigned long ident):
     """True when no thread state carrying ``ident`` has anything in its slot."""
-    cdef PyThreadState *ts = PyInterpreterState_ThreadHead(PyInterpreterState_Get())
-    while ts != NULL:
-        if ts.thread_id == ident and ts.async_exc != NULL:
-            return False
-        ts = PyThreadState_Next(ts)
-    return True
+    cdef PyThreadState *ts
+    cdef bint empty = True
+    with cython.critical_section(_CORE):
+        _stop_world()
+        ts = PyInterpreterState_ThreadHead(PyInterpreterState_Get())
+        while ts != NULL:
+            if ts.thread_id == ident and hardstop_slot(ts) != NULL:
+                empty = False
+                break
+            ts = PyThreadState_Next(ts)
+        _start_world()
+    return empty
 
 
 def last_delivered(ident):
     """The receipt raised last in the thread ``ident``, while hardstop still
     recognises it if CPython swallows it in a finalizer (and the program keeps it)."""
-    cdef _ThreadRecord record = _records.get(ident)
-    if record is None or record.last_delivered is None:
-        return None
-    return record.last_delivered()
+    cdef _ThreadRecord record
+    with cython.critical_section(_CORE):
+        record = _records.get(ident)
+        if record is None or record.last_delivered is None:
+            return None
+        return record.last_delivered()

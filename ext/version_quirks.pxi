@@ -80,16 +80,27 @@ cdef void _finish_interrupted_exit() except *:
     """Raised at the first instruction of ``Condition.__exit__`` or
     ``Semaphore.__exit__``, which a with statement in any frame calls with no
     protection around it: release what that ``__exit__`` was about to release,
-    and let the exception go on from there. (3.12+ only: before, the exception
-    is created later, away from that frame.)"""
+    and let the exception go on from there. Likewise at the first instruction
+    of a Lock-based ``Condition._acquire_restore``, which ``Condition.wait``'s
+    ``finally`` counts on to take the lock back: take it. A request armed while
+    the thread is at a wait in ``Condition.wait`` lands there when the thread
+    had just returned from the wait and was stopped at the check after it: that
+    check tests the flags as they were before it stopped (3.13+), so the next
+    check raises it (rare with a GIL; every time the world is stopped on a
+    free-threaded build). (3.12+ only: before, the exception is created later,
+    away from that frame.)"""
     cdef PyFrameObject *frame = PyEval_GetFrame()
     if frame == NULL:
         return
     current = <object><PyObject *>frame
     code = current.f_code
-    if current.f_lasti > 0 or (code is not _condition_exit and code is not _semaphore_exit):
+    if current.f_lasti > 0 or (code is not _condition_exit and code is not _semaphore_exit
+                               and code is not _acquire_restore_code):
         return
     lock = current.f_locals.get("self")
+    if code is _acquire_restore_code:
+        lock._lock.acquire()   # C; blocks (with hardstop's critical section suspended) as the wait would
+        return
     try:
         if code is _condition_exit:
             lock._lock.release()   # C: nothing else can be raised in between
