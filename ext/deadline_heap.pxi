@@ -247,7 +247,7 @@ cdef unsigned long _thread_running(object frame) except? 0:
 cdef bint _on_stack(object frame, unsigned long ident) except -1:
     _stop_world()   # free-threaded: the target's frames, read while it cannot change them
     try:
-        current = current_frame(ident)
+        current = _live_frame(ident)
         while current is not None:
             if current is frame:
                 return True

@@ -161,7 +161,7 @@ cdef Receipt _arm_and_wake(object target, object key, object instance, object ca
     wake = _wake
     _stop_world()   # free-threaded: its frames are read while it cannot change them
     try:
-        frame = current_frame(ident)
+        frame = _live_frame(ident)
         if frame is not None:
             waits_on_condition = _in_condition_wait(frame)
             code = frame.f_code

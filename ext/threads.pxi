@@ -206,6 +206,16 @@ cdef _ThreadRecord _record_for(PyThreadState *ts, object key):
     (and its watch put in the thread's state dict) on first use."""
     cdef _ThreadRecord record = _records.get(key)
     cdef _ThreadWatch watch
+    cdef PyObject *held
+    if record is not None and HARDSTOP_FREE_THREADED:
+        # Free-threaded builds free an object where it was made: the watch of a
+        # thread that ended (made by the thread that first interrupted it) may
+        # still be waiting there to be freed while its ident runs a new thread.
+        # Such a record is the ended thread's.
+        held = PyDict_GetItem(<object>ts.dict, _WATCH_KEY) if ts.dict != NULL else NULL
+        if held == NULL or (<_ThreadWatch>held).record is not record:
+            _thread_ended(record)
+            record = None
     if record is not None:
         return record
     if ts.dict == NULL:
@@ -265,25 +275,77 @@ cdef PyThreadState *_only_state(unsigned long ident) except NULL:
     )
 
 
-def current_frame(unsigned long ident):
-    """The frame the thread ``ident`` is running (or blocked in), or None.
-
-    None as well when no single thread state carries ``ident``.
-    """
+cdef object _live_frame(unsigned long ident):
+    """The frame the thread ``ident`` runs, or None; the caller has stopped the
+    world (PyThreadState_GetFrame may make the frame object: never while it runs)."""
     cdef PyThreadState *ts = NULL
-    cdef PyFrameObject *frame = NULL
-    with cython.critical_section(_CORE):
-        _stop_world()
-        try:
-            if _count_states(ident, &ts) == 1:
-                frame = PyThreadState_GetFrame(ts)   # may make the frame object: not while it runs
-        finally:
-            _start_world()
+    cdef PyFrameObject *frame
+    if _count_states(ident, &ts) != 1:
+        return None
+    frame = PyThreadState_GetFrame(ts)
     if frame == NULL:
         return None
     result = <object><PyObject *>frame
     Py_DECREF(result)   # drop the reference PyThreadState_GetFrame gave us
     return result
+
+
+cdef class FrameView:
+    """What one frame of another thread showed while the world was stopped
+    (free-threaded builds): the attributes of a frame that hardstop's Python
+    code and ``traceback`` read, copied, since the live frame changes as its
+    thread runs. ``f_locals`` is copied for ``Condition.wait`` frames only (the
+    wake reads its condition and waiter); ``frame_id`` is the frame's ``id()``."""
+    cdef readonly object f_code
+    cdef readonly object f_globals
+    cdef readonly object f_locals
+    cdef readonly FrameView f_back
+    cdef readonly int f_lineno
+    cdef readonly int f_lasti
+    cdef readonly Py_ssize_t frame_id
+
+    def __repr__(self):
+        return f"<hardstop.FrameView of {self.f_code.co_name}, {self.f_code.co_filename}:{self.f_lineno}>"
+
+
+cdef FrameView _view_of(object frame):
+    """Views of ``frame`` and its callers; the caller has stopped the world."""
+    cdef FrameView first = None
+    cdef FrameView last = None
+    cdef FrameView view
+    while frame is not None:
+        view = FrameView.__new__(FrameView)
+        view.f_code = frame.f_code
+        view.f_globals = frame.f_globals
+        view.f_locals = dict(frame.f_locals) if view.f_code is _condition_wait_code else {}
+        view.f_lineno = PyFrame_GetLineNumber(<PyFrameObject *>frame)
+        view.f_lasti = frame.f_lasti
+        view.frame_id = id(frame)
+        if last is None:
+            first = view
+        else:
+            last.f_back = view
+        last = view
+        frame = frame.f_back
+    return first
+
+
+def current_frame(unsigned long ident):
+    """The frame the thread ``ident`` is running (or blocked in), or None.
+
+    None as well when no single thread state carries ``ident``. On
+    free-threaded builds, a FrameView of it: reading a running thread's frame
+    without the GIL races that thread.
+    """
+    with cython.critical_section(_CORE):
+        _stop_world()
+        try:
+            frame = _live_frame(ident)
+            if HARDSTOP_FREE_THREADED and frame is not None:
+                return _view_of(frame)
+            return frame
+        finally:
+            _start_world()
 
 
 def slot_is_empty(unsigned long ident):

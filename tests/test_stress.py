@@ -18,7 +18,6 @@ import os
 import queue
 import random
 import sys
-import sysconfig
 import threading
 import time
 
@@ -145,10 +144,10 @@ def run(shared: Shared, seed: float, stop: threading.Event | None, count: int | 
 
 
 @pytest.mark.xfail(
-    bool(sysconfig.get_config_var("Py_GIL_DISABLED")),
-    reason="free-threaded 3.14t: a deadline's expiry raised while another request of the thread is armed is "
-    "not matched to it, and its stand-in Expired() fails without its scope (a TypeError in 2 of 4 CI runs); "
-    "the GIL-off work of issue 17 owns it",
+    not getattr(sys, "_is_gil_enabled", lambda: True)(),
+    reason="free-threaded, GIL off: a thread stopped for hardstop's look at it stops at a check that tests "
+    "the flags as they were before, so a request armed then is raised at the next check, which may be past "
+    "the episode's try (issue 17 is open for it; with the GIL on this is rare)",
     strict=False,
 )
 def test_random_instant_interrupts_and_deadlines_keep_every_invariant() -> None:
@@ -194,7 +193,8 @@ def test_random_instant_interrupts_and_deadlines_keep_every_invariant() -> None:
         for worker in workers:
             worker.join(WAIT)
         for child in shared.children:
-            child.join(WAIT)
+            if child.ident is not None:  # an interrupt may land between its listing and its start
+                child.join(WAIT)
         threading.excepthook = previous_hook
         sys.unraisablehook = previous_unraisable
 
