@@ -10,23 +10,34 @@ cdef object _wait_code = None       # Condition.wait: protected but at its waits
 # The instruction offsets of Condition.wait's wait lines, as (start, end) pairs:
 # tested against the frame's last instruction, with no line number computed.
 cdef list _wait_offsets = []
+# And of its finally's line that takes the lock back (version_quirks.pxi).
+cdef list _restore_offsets = []
 
 
-def _bind_protected(codes, wait_code, wait_lines, condition_exit, semaphore_exit):
-    global _protected_codes, _wait_code, _wait_offsets, _condition_exit, _semaphore_exit
+def _bind_protected(codes, wait_code, wait_lines, restore_lines, condition_exit, semaphore_exit):
+    global _protected_codes, _wait_code, _wait_offsets, _restore_offsets, _condition_exit, _semaphore_exit
     _protected_codes = {id(code) for code in codes}
     _wait_code = wait_code
-    lines = frozenset(wait_lines)
-    _wait_offsets = [(start, end) for start, end, line in wait_code.co_lines() if line in lines]
+    _wait_offsets = _offsets_of(wait_code, wait_lines)
+    _restore_offsets = _offsets_of(wait_code, restore_lines)
     _condition_exit, _semaphore_exit = condition_exit, semaphore_exit
 
 
-cdef bint _at_a_wait(object frame) except -1:
+cdef list _offsets_of(object code, object lines):
+    lines = frozenset(lines)
+    return [(start, end) for start, end, line in code.co_lines() if line in lines]
+
+
+cdef bint _at(object frame, list offsets) except -1:
     cdef Py_ssize_t lasti = frame.f_lasti
-    for start, end in _wait_offsets:
+    for start, end in offsets:
         if <Py_ssize_t>start <= lasti < <Py_ssize_t>end:
             return True
     return False
+
+
+cdef bint _at_a_wait(object frame) except -1:
+    return _at(frame, _wait_offsets)
 
 
 cdef bint _leaving = False          # _leave_watch is arming: the frame being left does not count

@@ -81,6 +81,7 @@ def _bind_protected(
     codes: list[types.CodeType],
     wait_code: types.CodeType,
     wait_lines: set[int],
+    restore_lines: set[int],
     condition_exit: types.CodeType,
     semaphore_exit: types.CodeType,
 ) -> None: ...
