@@ -97,6 +97,27 @@ cdef extern from *:
     static int hardstop_empty_slot_if(PyThreadState *ts, PyObject *expected) {
         return _Py_atomic_compare_exchange_ptr(&ts->async_exc, &expected, NULL);
     }
+    #ifndef MS_WINDOWS
+    #include <pthread.h>
+    /* The object whose critical section guards hardstop's state. A mutex can be
+       held across a fork by a thread that is not in the child (one it was handed
+       to as the world stopped for the fork), and the child's first use of it is
+       CPython clearing the parent's other thread states (their dicts hold our
+       watches) before any Python code runs: so it is unlocked right after fork(),
+       in the child, where this thread is the only one. */
+    static PyObject *hardstop_core = NULL;
+    static void hardstop_unlock_core_in_child(void) {
+        if (hardstop_core != NULL) {
+            hardstop_core->ob_mutex = (PyMutex){0};
+        }
+    }
+    static int hardstop_keep_core(PyObject *core) {
+        hardstop_core = core;
+        return pthread_atfork(NULL, NULL, hardstop_unlock_core_in_child);
+    }
+    #else
+    static int hardstop_keep_core(PyObject *core) { return 0; }
+    #endif
     #else   /* GIL builds; and 3.13t, which lacks those exports: there the GIL stays on */
     #define HARDSTOP_FREE_THREADED 0
     #define hardstop_stop_world() ((void)0)
@@ -107,6 +128,7 @@ cdef extern from *:
         ts->async_exc = NULL;
         return 1;
     }
+    #define hardstop_keep_core(core) 0
     #endif
     """
     # True in free-threaded builds, where the calls below are real.
@@ -120,3 +142,5 @@ cdef extern from *:
     # Empty the slot if it still holds ``expected``; true if so. The caller owns
     # the reference the slot held.
     bint hardstop_empty_slot_if(PyThreadState *ts, PyObject *expected) noexcept
+    # Free-threaded builds: see that ``core``'s mutex is free in the child of a fork.
+    int hardstop_keep_core(PyObject *core) noexcept

@@ -49,6 +49,8 @@ cdef dict _records = {}   # ident -> _ThreadRecord
 
 # The object whose critical section guards hardstop's state (see above).
 cdef object _CORE = _records
+if hardstop_keep_core(<PyObject *>_CORE) != 0:
+    raise OSError("hardstop could not register its fork handler (pthread_atfork failed).")
 # How deeply the calling thread has stopped the world: only the thread that
 # stopped it runs until it starts it again, so only that thread sees it non-zero.
 cdef int _world_stops = 0
