@@ -66,18 +66,21 @@ cdef extern from *:
 
 cdef extern from "frameobject.h":   # not included by Python.h before 3.11
     PyFrameObject *PyFrame_GetBack(PyFrameObject *)   # a new reference, or NULL
-    object PyFrame_GetCode(PyFrameObject *)   # frame.f_code without an attribute lookup
 
 cdef extern from *:
     """
-    /* frame.f_lasti without an attribute lookup: public from 3.11, a field before. */
+    /* frame.f_code and frame.f_lasti without an attribute lookup. */
+    #define hardstop_frame_code(f) ((PyObject *)PyFrame_GetCode(f))
     #if PY_VERSION_HEX >= 0x030B0000
     #define hardstop_frame_lasti(f) PyFrame_GetLasti(f)
     #else
     #define hardstop_frame_lasti(f) ((f)->f_lasti < 0 ? (f)->f_lasti : (f)->f_lasti * (int)sizeof(_Py_CODEUNIT))
     #endif
     """
-    # The offset in bytes of the frame's last instruction, as ``frame.f_lasti`` gives it.
+    # The frame's code object (a new reference), as ``frame.f_code`` gives it.
+    object hardstop_frame_code(PyFrameObject *)
+    # The offset in bytes of its last instruction, as ``frame.f_lasti`` gives it
+    # (public from 3.11, a field of the frame before).
     int hardstop_frame_lasti(PyFrameObject *)
 
 cdef extern from *:

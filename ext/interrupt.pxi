@@ -170,7 +170,7 @@ cdef Receipt _arm_and_wake(object target, object key, object instance, object ca
     cdef unsigned long ident = key
     wake = _wake
     frame = current_frame(ident)
-    code = PyFrame_GetCode(<PyFrameObject *>frame) if frame is not None else None
+    code = hardstop_frame_code(<PyFrameObject *>frame) if frame is not None else None
     if wake is not None and (_signal_workers or _has_unblockers(key) or _in_condition_wait(frame, code)
                              or key == _threading._main_thread._ident):
         return _woken_by_python(wake, target, key, instance, carrier)
