@@ -82,12 +82,22 @@ cdef void _reset_by_raising() except *:
     Python function, another thread could arm a request of ours on this thread
     first, and this one would replace it. A request armed here meanwhile (while
     the bytecode below gives the GIL up) replaces ours instead and is raised in
-    its place, as a delivery: it propagates to the caller."""
-    PyThreadState_SetAsyncExc(PyThread_get_thread_ident(), <PyObject *>_ResetFlag)
+    its place, as a delivery: it propagates to the caller.
+
+    The handlers of pending signals run first: with ours armed, a Python handler
+    would raise it at its first line instead of running (Ctrl-C lost). Whatever
+    else is raised in the bytecode (a signal arriving meanwhile) propagates,
+    and ours is taken back first, so that it never reaches the caller."""
+    cdef unsigned long me = PyThread_get_thread_ident()
+    PyErr_CheckSignals()
+    PyThreadState_SetAsyncExc(me, <PyObject *>_ResetFlag)
     try:
         _run_bytecode()
     except _ResetFlag:
         pass
+    except BaseException:
+        _disarm(me, _ResetFlag)
+        raise
     if _armed_count:
         _resignal_armed()
 
@@ -98,9 +108,15 @@ exec("def run_bytecode():\n    for _ in (0, 1, 2):\n        pass\n", _namespace)
 _run_bytecode = _namespace.pop("run_bytecode")
 
 
-def _shared_flag_cleared_in_c():
-    """For the tests: True where the flag is reset in C (3.10-3.12, matching layout)."""
-    return _CLEAR_IN_C
+def _shared_flag_cleared_in_c(on=None):
+    """For the tests: True where the flag is reset in C (3.10-3.12, matching
+    layout). ``on=False`` makes the portable reset run instead, ``on=True`` goes
+    back; the answer is then the state before the call."""
+    global _CLEAR_IN_C
+    was = _CLEAR_IN_C
+    if on is not None:
+        _CLEAR_IN_C = bool(on) and _SHARED_FLAG and hardstop_layout_matches()
+    return was
 
 
 cdef object _condition_exit = None   # threading.Condition.__exit__'s code (bound by hardstop._protected)

@@ -76,6 +76,17 @@ def rounds_until(seen: list[object]) -> int:
     return ROUNDS
 
 
+@pytest.fixture(params=["in C", "by raising"])
+def reset(request):
+    """Each test with the reset in C, and with the portable one kept for an
+    interpreter whose layout is not the build headers' (3.10-3.12)."""
+    if request.param == "by raising" and sys.version_info >= (3, 13):
+        pytest.skip("3.13+ keep the flag per thread: hardstop resets nothing there")
+    was = _hardstop._shared_flag_cleared_in_c(request.param == "in C")
+    yield
+    _hardstop._shared_flag_cleared_in_c(was)
+
+
 @pytest.fixture
 def worker():
     gate, stop = Gate(), threading.Event()
@@ -91,6 +102,7 @@ def test_the_flag_is_cleared_in_c_on_the_versions_that_share_it() -> None:
     assert _hardstop._shared_flag_cleared_in_c() == (sys.version_info < (3, 13))
 
 
+@pytest.mark.usefixtures("reset")
 def test_a_signal_pending_at_a_withdrawal_is_handled_at_the_next_check(worker) -> None:
     handled: list[int] = []
     previous = signal.signal(signal.SIGINT, lambda signum, frame: handled.append(signum))
@@ -119,6 +131,7 @@ def arm_own_slot_then_withdraw(worker: threading.Thread, receipts: list[hardstop
     return rounds()
 
 
+@pytest.mark.usefixtures("reset")
 def test_a_request_armed_in_the_callers_own_slot_stays_signalled(worker) -> None:
     receipts: list[hardstop.Receipt] = []
     for _ in range(ATTEMPTS):
@@ -134,6 +147,7 @@ def test_a_request_armed_in_the_callers_own_slot_stays_signalled(worker) -> None
     assert took is None, f"the request armed in this thread was not raised in {took} rounds"
 
 
+@pytest.mark.usefixtures("reset")
 def test_a_raw_request_on_a_third_thread_lands_after_a_withdrawal(worker) -> None:
     """(CPython re-signals a thread's own request when that thread takes the GIL, so
     this one lands even where the flag is wrongly cleared: the test above is the
