@@ -222,7 +222,7 @@ cdef PyThreadState *_only_state(unsigned long ident) except NULL:
     )
 
 
-def current_frame(unsigned long ident):
+cpdef current_frame(unsigned long ident):
     """The frame the thread ``ident`` is running (or blocked in), or None.
 
     None as well when no single thread state carries ``ident``.
