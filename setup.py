@@ -31,8 +31,9 @@ if sys.platform != "win32":
 
 extension = Extension(
     "hardstop._hardstop",
-    sources=["ext/_hardstop.pyx"],
-    include_dirs=["src/hardstop/include"],
+    # shared_flag.c: the 3.10-3.12 flag reset, compiled apart with CPython's internal headers.
+    sources=["ext/_hardstop.pyx", "ext/shared_flag.c"],
+    include_dirs=["src/hardstop/include", "ext"],
     extra_compile_args=compile_args,
     extra_link_args=link_args,
 )

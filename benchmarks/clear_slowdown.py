@@ -6,8 +6,8 @@ On 3.9-3.12 one interpreter-wide "async exception pending" flag is set by every
 arming and reset only when some thread raises an async exception. The bare
 recipe's withdrawal, ``PyThreadState_SetAsyncExc(ident, NULL)``, leaves it set:
 every thread then takes the slow path at each check, until one raises. hardstop
-never clears a slot it did not arm, and after each withdrawal it raises and
-catches a private exception in the withdrawing thread, which resets the flag.
+never clears a slot it did not arm, and after each withdrawal it resets the flag
+in C (ext/shared_flag.c) when no slot of the interpreter is armed.
 
 One process, one target thread blocked in ``Lock.acquire`` (nothing wakes it,
 so nothing is ever raised there). Each round times the loop (its CPU time) plain,
@@ -36,7 +36,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from deadlines import cpu_model, load
+from _report import cpu_model, load
 from interrupt_cancel import clear_async_exc, set_async_exc
 
 import hardstop

@@ -69,6 +69,22 @@ cdef extern from "frameobject.h":   # not included by Python.h before 3.11
 
 cdef extern from *:
     """
+    /* frame.f_code and frame.f_lasti without an attribute lookup. */
+    #define hardstop_frame_code(f) ((PyObject *)PyFrame_GetCode(f))
+    #if PY_VERSION_HEX >= 0x030B0000
+    #define hardstop_frame_lasti(f) PyFrame_GetLasti(f)
+    #else
+    #define hardstop_frame_lasti(f) ((f)->f_lasti < 0 ? (f)->f_lasti : (f)->f_lasti * (int)sizeof(_Py_CODEUNIT))
+    #endif
+    """
+    # The frame's code object (a new reference), as ``frame.f_code`` gives it.
+    object hardstop_frame_code(PyFrameObject *)
+    # The offset in bytes of its last instruction, as ``frame.f_lasti`` gives it
+    # (public from 3.11, a field of the frame before).
+    int hardstop_frame_lasti(PyFrameObject *)
+
+cdef extern from *:
+    """
     /* Exported by every version, declared in an internal header from 3.13. */
     #if PY_VERSION_HEX >= 0x030D0000
     PyAPI_FUNC(int) _PyEval_SetProfile(PyThreadState *tstate, Py_tracefunc func, PyObject *arg);

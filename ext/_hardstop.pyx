@@ -49,7 +49,7 @@ from cpython.object cimport PyObject  # no-cython-lint
 from cpython.ref cimport Py_INCREF, Py_DECREF  # no-cython-lint
 from cpython.pythread cimport PyThread_get_thread_ident  # no-cython-lint
 from cpython.pycapsule cimport PyCapsule_New  # no-cython-lint
-from cpython.exc cimport PyErr_Clear, PyErr_Restore, PyErr_SetObject  # no-cython-lint
+from cpython.exc cimport PyErr_CheckSignals, PyErr_Clear, PyErr_Restore, PyErr_SetObject  # no-cython-lint
 from cpython.weakref cimport PyWeakref_NewRef  # no-cython-lint
 
 from _cpython cimport *   # every CPython declaration hardstop uses, one comment each

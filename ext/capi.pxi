@@ -15,9 +15,11 @@ cdef extern from "hardstop.h":
 
 
 def _bind_interrupt(start_pump, wake):
-    global _start_pump, _wake
+    global _start_pump, _wake, _unblocker_stacks, _signal_workers
     _start_pump = start_pump
     _wake = wake
+    _unblocker_stacks = wake._stacks.data   # the same dict for good: _wake only clears it
+    _signal_workers = wake._SIGNAL_WORKERS
 
 
 cdef int _failure(BaseException error, bint caller_held_gil) noexcept:

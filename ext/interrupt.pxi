@@ -18,16 +18,20 @@ cdef double _AMBIGUITY_PATIENCE = 1.0
 # records the carrier as the type, so `except TheType` missed them). The carrier
 # subclasses the type, which so stays alive, and its id unique, as long as the entry.
 cdef dict _carriers = {}
+cdef object _last_kind = None      # the type of the last request, and its carrier (from _carriers)
+cdef object _last_carrier = None
 cdef object _Thread = threading.Thread
 cdef object _threading = threading
 cdef object _wake = None                 # hardstop._wake (it imports this module): bound by hardstop._interrupt
+cdef dict _unblocker_stacks = None       # its _stacks' dict: ident -> weak reference to that thread's stack
+cdef bint _signal_workers = False        # its _SIGNAL_WORKERS
 cdef object _condition_wait_code = threading.Condition.wait.__code__
 cdef object _acquire_restore_code = threading.Condition._acquire_restore.__code__
 
 from time import sleep as _sleep
 
 
-def exception_instance(exc):
+cpdef exception_instance(exc):
     """``exc`` itself if it is an exception, else an instance of the class ``exc``."""
     if isinstance(exc, BaseException):
         return exc
@@ -80,12 +84,11 @@ cdef Receipt _arm_patiently(object thread, object key, object exc, object carrie
             _sleep(0.001)
 
 
-cdef bint _in_condition_wait(object frame):
-    """Is that frame Condition.wait, or a Lock-based condition's _acquire_restore
-    called by it? (Its caller is only looked at in the second case.)"""
+cdef bint _in_condition_wait(object frame, object code):
+    """Is that frame (running ``code``) Condition.wait, or a Lock-based condition's
+    _acquire_restore called by it? (Its caller is only looked at in the second case.)"""
     if frame is None:
         return False
-    code = frame.f_code
     if code is _condition_wait_code:
         return True
     if code is not _acquire_restore_code:
@@ -107,6 +110,7 @@ def interrupt(thread, exc=Interrupted, *, bint wake=True):
     ``wake=False`` only arms. Raises ``ThreadNotFound``,
     ``AmbiguousThread`` or ``TypeError``; after a refusal nothing is pending.
     """
+    global _last_kind, _last_carrier
     cdef Receipt receipt
     cdef unsigned long ident
     if isinstance(thread, _Thread):
@@ -124,11 +128,16 @@ def interrupt(thread, exc=Interrupted, *, bint wake=True):
             f"The target must be a threading.Thread or an int thread ident, not {type(thread).__name__} {thread!r}."
         )
     instance = exception_instance(exc)
-    carrier = _carriers.get(id(type(instance)))
-    if carrier is None:
-        carrier = carrier_for(type(instance))
+    kind = type(instance)
     ident = key
-    with cython.critical_section(_CORE):
+    with cython.critical_section(_CORE):   # (free-threaded: the pair below changes together)
+        if kind is _last_kind:
+            carrier = _last_carrier   # most requests raise the type the last one raised
+        else:
+            carrier = _carriers.get(id(kind))
+            if carrier is None:
+                carrier = carrier_for(kind)
+            _last_kind, _last_carrier = kind, carrier
         if ident == PyThread_get_thread_ident():
             receipt = _arm_patiently(target, key, instance, carrier)
             receipt._wake_note = _NOTE_SELF
@@ -144,10 +153,15 @@ def interrupt(thread, exc=Interrupted, *, bint wake=True):
     return receipt
 
 
-cdef inline bint _has_unblockers(object wake, object key) except -1:
+cdef inline bint _has_unblockers(object key) except -1:
     """Has the thread ``key`` entered a ``hardstop.unblocking()`` block (kept per
     thread by hardstop._wake)? Then _wake decides which one is still open."""
-    stack = wake._stacks.get(key)
+    # The WeakValueDictionary's own dict of weak references: its get() is Python
+    # code that raises and catches a KeyError for every thread without a block.
+    ref = _unblocker_stacks.get(key)
+    if ref is None:
+        return False
+    stack = ref()
     return stack is not None and bool(stack.entries)
 
 
@@ -163,15 +177,15 @@ cdef Receipt _arm_and_wake(object target, object key, object instance, object ca
     try:
         frame = _live_frame(ident)
         if frame is not None:
-            waits_on_condition = _in_condition_wait(frame)
-            code = frame.f_code
-            lasti = frame.f_lasti
+            code = hardstop_frame_code(<PyFrameObject *>frame)
+            waits_on_condition = _in_condition_wait(frame, code)
+            lasti = hardstop_frame_lasti(<PyFrameObject *>frame)
         frame = None
     finally:
         _start_world()
-    if wake is not None and (_has_unblockers(wake, key) or waits_on_condition or wake._SIGNAL_WORKERS
+    if wake is not None and (_signal_workers or _has_unblockers(key) or waits_on_condition
                              or key == _threading._main_thread._ident):
-        return wake.arm_and_wake(key, lambda: _arm_patiently(target, key, instance, carrier))
+        return _woken_by_python(wake, target, key, instance, carrier)
     receipt = _arm_patiently(target, key, instance, carrier)
     if receipt._record.armed is receipt:
         receipt._wake_note = _NOTE_WORKER
@@ -180,6 +194,12 @@ cdef Receipt _arm_and_wake(object target, object key, object instance, object ca
     else:
         _note_queued(receipt)
     return receipt
+
+
+cdef Receipt _woken_by_python(object wake, object target, object key, object instance, object carrier):
+    """hardstop._wake arms and ends the wait. (A function of its own: the closure
+    would otherwise be made on every request, woken or not.)"""
+    return wake.arm_and_wake(key, lambda: _arm_patiently(target, key, instance, carrier))
 
 
 cdef void _note_queued(Receipt receipt) except *:

@@ -332,7 +332,7 @@ cdef FrameView _view_of(object frame):
     return first
 
 
-def current_frame(unsigned long ident):
+cpdef current_frame(unsigned long ident):
     """The frame the thread ``ident`` is running (or blocked in), or None.
 
     None as well when no single thread state carries ``ident``. On
