@@ -21,8 +21,6 @@ import sys
 import threading
 import time
 
-import pytest
-
 import hardstop
 from conftest import WAIT
 from hardstop._errors import _DeadlinePassed

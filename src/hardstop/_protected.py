@@ -135,7 +135,12 @@ _RESTORE_LINES = _restore_lines(_WAIT)
 def _bind() -> None:
     # The __exit__ methods a with statement in any frame calls unprotected (see the docstring).
     _hardstop._bind_protected(
-        _CODES, _WAIT, _WAIT_LINES, _RESTORE_LINES, threading.Condition.__exit__.__code__, threading.Semaphore.__exit__.__code__
+        _CODES,
+        _WAIT,
+        _WAIT_LINES,
+        _RESTORE_LINES,
+        threading.Condition.__exit__.__code__,
+        threading.Semaphore.__exit__.__code__,
     )
 
 
