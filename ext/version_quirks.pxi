@@ -131,15 +131,15 @@ cdef void _finish_interrupted_exit() except *:
 
     Likewise inside ``Condition.wait``'s ``finally``, which takes the lock back
     and takes the waiter off the condition's list (else a later notify() is
-    spent on it): at the first instruction of a Lock-based condition's
-    ``_acquire_restore``, take the lock and unlist the waiter; right after an
-    RLock-based one's, unlist the waiter. A request armed while the thread is at
-    a wait in ``Condition.wait`` lands there when the thread had just returned
-    from the wait and was stopped at the check after it: that check tests the
-    flags as they were before it stopped (3.13+), so the next check raises it
-    (rare with a GIL; on a free-threaded build, whenever the world was stopped
-    to arm it). (3.12+ only: before, the exception is created later, away from
-    that frame.)"""
+    spent on it): in a Lock-based condition's ``_acquire_restore``, take the
+    lock if it is at its first instruction, and unlist the waiter; right after
+    an RLock-based one's, unlist the waiter. A request lands there when it was
+    armed while the thread waited to take the lock back (stdlib_locks.pxi counts
+    that as a wait), or while the thread was at a wait and had just returned
+    from it, stopped at the check after it: that check tests the flags as they
+    were before it stopped (3.13+), so the next check raises it (rare with a
+    GIL; on a free-threaded build, whenever the world was stopped to arm it).
+    (3.12+ only: before, the exception is created later, away from that frame.)"""
     cdef PyFrameObject *frame = PyEval_GetFrame()
     if frame == NULL:
         return
@@ -148,16 +148,16 @@ cdef void _finish_interrupted_exit() except *:
     if code is _wait_code and _at(current, _restore_offsets):
         _unlist_own_waiter(current)
         return
-    if current.f_lasti > 0 or (code is not _condition_exit and code is not _semaphore_exit
-                               and code is not _acquire_restore_code):
-        return
-    lock = current.f_locals.get("self")
     if code is _acquire_restore_code:
-        lock._lock.acquire()   # C; blocks (with hardstop's critical section suspended) as the wait would
+        if current.f_lasti == 0:   # (after that, only the check after its acquire, which holds the lock)
+            current.f_locals.get("self")._lock.acquire()   # C; blocks (critical section suspended) as it would
         waiting = current.f_back
         if waiting is not None and waiting.f_code is _wait_code:
             _unlist_own_waiter(waiting)
         return
+    if current.f_lasti > 0 or (code is not _condition_exit and code is not _semaphore_exit):
+        return
+    lock = current.f_locals.get("self")
     try:
         if code is _condition_exit:
             lock._lock.release()   # C: nothing else can be raised in between
