@@ -31,11 +31,17 @@ if sys.platform != "win32":
         link_args += [f"-fsanitize={sanitize}"]
 
 # Free-threaded CPython 3.14+: the extension holds its own state under one critical
-# section and stops the world to read other threads (ext/threads.pxi), so it
-# declares that the GIL can stay off (Py_mod_gil). 3.13t lacks the exported
-# stop-the-world calls: there the GIL is turned back on at import, as before.
+# section and stops the world to read other threads (ext/threads.pxi). Built with
+# HARDSTOP_FREE_THREADING=1 it declares that the GIL can stay off (Py_mod_gil): a
+# preview until the whole suite passes with the GIL off every time (issue 17).
+# Otherwise, and on 3.13t (no exported stop-the-world calls), importing it turns
+# the GIL back on.
 define_macros = []
-if sysconfig.get_config_var("Py_GIL_DISABLED") and sys.version_info >= (3, 14):
+if (
+    sysconfig.get_config_var("Py_GIL_DISABLED")
+    and sys.version_info >= (3, 14)
+    and os.environ.get("HARDSTOP_FREE_THREADING") == "1"
+):
     define_macros.append(("CYTHON_FREETHREADING_COMPATIBLE", "1"))
 
 extension = Extension(
