@@ -17,7 +17,7 @@ import time
 import pytest
 
 import hardstop
-from conftest import WAIT
+from conftest import SWALLOWED_REASON, WAIT
 from hardstop import _hardstop
 
 RAIN = 12  # each waits for its delivery, which can take a second in this loop
@@ -91,6 +91,11 @@ def test_a_condition_wait_interrupted_as_it_returns_still_restores_its_lock_and_
             stop.set()
 
     stop, caught = threading.Event(), [0]
+    # One that lands in a GC callback (hypothesis installs one) is swallowed by
+    # CPython: its receipt says so, and it is not caught.
+    swallowed: list[BaseException | None] = []
+    previous_unraisable = sys.unraisablehook
+    sys.unraisablehook = lambda unraisable: swallowed.append(unraisable.exc_value)
     worker = threading.Thread(target=_catch_all_and_go_on, args=(waits, stop, caught))
     worker.start()
     try:
@@ -102,10 +107,11 @@ def test_a_condition_wait_interrupted_as_it_returns_still_restores_its_lock_and_
     finally:
         stop.set()
         worker.join(WAIT)
+        sys.unraisablehook = previous_unraisable
     assert not worker.is_alive()
     assert errors == []
-    assert [receipt.status for receipt in receipts if receipt.status != "delivered"] == []
-    assert caught[0] == len(receipts)
+    assert [r.reason for r in receipts if r.status != "delivered"] == [SWALLOWED_REASON] * len(swallowed)
+    assert caught[0] == len(receipts) - len(swallowed)
     assert condition.acquire(timeout=WAIT)
     try:
         assert list(condition._waiters) == []  # type: ignore[attr-defined]
