@@ -7,6 +7,7 @@ pointers kept, undefined behaviour fatal); docs/development.md says how to run i
 
 import os
 import sys
+import sysconfig
 
 from Cython.Build import cythonize
 from setuptools import Extension, setup
@@ -29,11 +30,26 @@ if sys.platform != "win32":
             compile_args += ["-fno-sanitize-recover=undefined"]
         link_args += [f"-fsanitize={sanitize}"]
 
+# Free-threaded CPython 3.14+: the extension holds its own state under one critical
+# section and stops the world to read other threads (ext/threads.pxi). Built with
+# HARDSTOP_FREE_THREADING=1 it declares that the GIL can stay off (Py_mod_gil): a
+# preview until the whole suite passes with the GIL off every time (issue 17).
+# Otherwise, and on 3.13t (no exported stop-the-world calls), importing it turns
+# the GIL back on.
+define_macros = []
+if (
+    sysconfig.get_config_var("Py_GIL_DISABLED")
+    and sys.version_info >= (3, 14)
+    and os.environ.get("HARDSTOP_FREE_THREADING") == "1"
+):
+    define_macros.append(("CYTHON_FREETHREADING_COMPATIBLE", "1"))
+
 extension = Extension(
     "hardstop._hardstop",
     # shared_flag.c: the 3.10-3.12 flag reset, compiled apart with CPython's internal headers.
     sources=["ext/_hardstop.pyx", "ext/shared_flag.c"],
     include_dirs=["src/hardstop/include", "ext"],
+    define_macros=define_macros,
     extra_compile_args=compile_args,
     extra_link_args=link_args,
 )

@@ -93,3 +93,70 @@ cdef extern from *:
     # Sets the profile function of any thread state (the caller holds the GIL):
     # what sys.setprofile does for the calling thread only.
     int _PyEval_SetProfile(PyThreadState *tstate, Py_tracefunc func, PyObject *arg)
+
+cdef extern from *:
+    """
+    /* Free-threaded builds (issue 17): no GIL stops the target while another
+       thread reads its frames, its stack of handled exceptions or the list of
+       thread states, or writes its slot. CPython's own sys._current_frames()
+       stops the world for that; so does hardstop, with the same exported
+       functions (declared in an internal header). The slot is read and emptied
+       with atomics, as the interpreter takes it with an atomic exchange. In
+       builds with a GIL all of this compiles to the plain code it was. */
+    #if defined(Py_GIL_DISABLED) && PY_VERSION_HEX >= 0x030E0000
+    PyAPI_FUNC(void) _PyEval_StopTheWorld(PyInterpreterState *interp);
+    PyAPI_FUNC(void) _PyEval_StartTheWorld(PyInterpreterState *interp);
+    #define HARDSTOP_FREE_THREADED 1
+    #define hardstop_stop_world() _PyEval_StopTheWorld(PyInterpreterState_Get())
+    #define hardstop_start_world() _PyEval_StartTheWorld(PyInterpreterState_Get())
+    #define hardstop_slot(ts) ((PyObject *)_Py_atomic_load_ptr(&(ts)->async_exc))
+    static int hardstop_empty_slot_if(PyThreadState *ts, PyObject *expected) {
+        return _Py_atomic_compare_exchange_ptr(&ts->async_exc, &expected, NULL);
+    }
+    #ifndef MS_WINDOWS
+    #include <pthread.h>
+    /* The object whose critical section guards hardstop's state. A mutex can be
+       held across a fork by a thread that is not in the child (one it was handed
+       to as the world stopped for the fork), and the child's first use of it is
+       CPython clearing the parent's other thread states (their dicts hold our
+       watches) before any Python code runs: so it is unlocked right after fork(),
+       in the child, where this thread is the only one. */
+    static PyObject *hardstop_core = NULL;
+    static void hardstop_unlock_core_in_child(void) {
+        if (hardstop_core != NULL) {
+            hardstop_core->ob_mutex = (PyMutex){0};
+        }
+    }
+    static int hardstop_keep_core(PyObject *core) {
+        hardstop_core = core;
+        return pthread_atfork(NULL, NULL, hardstop_unlock_core_in_child);
+    }
+    #else
+    static int hardstop_keep_core(PyObject *core) { return 0; }
+    #endif
+    #else   /* GIL builds; and 3.13t, which lacks those exports: there the GIL stays on */
+    #define HARDSTOP_FREE_THREADED 0
+    #define hardstop_stop_world() ((void)0)
+    #define hardstop_start_world() ((void)0)
+    #define hardstop_slot(ts) ((ts)->async_exc)
+    static int hardstop_empty_slot_if(PyThreadState *ts, PyObject *expected) {
+        if (ts->async_exc != expected) return 0;
+        ts->async_exc = NULL;
+        return 1;
+    }
+    #define hardstop_keep_core(core) 0
+    #endif
+    """
+    # True in free-threaded builds, where the calls below are real.
+    bint HARDSTOP_FREE_THREADED
+    # Suspend every other thread of the interpreter at its next check (or keep it
+    # from running Python again if it is blocked), and let them all go on.
+    void hardstop_stop_world() noexcept
+    void hardstop_start_world() noexcept
+    # The thread's slot, read as the interpreter writes it.
+    PyObject *hardstop_slot(PyThreadState *ts) noexcept
+    # Empty the slot if it still holds ``expected``; true if so. The caller owns
+    # the reference the slot held.
+    bint hardstop_empty_slot_if(PyThreadState *ts, PyObject *expected) noexcept
+    # Free-threaded builds: see that ``core``'s mutex is free in the child of a fork.
+    int hardstop_keep_core(PyObject *core) noexcept

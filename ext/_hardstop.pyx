@@ -44,6 +44,7 @@ follow what happens when a thread is interrupted, read receipt.pxi top to bottom
 """
 
 # The imports of every included file (cython-lint reads this file alone, hence the markers).
+cimport cython  # no-cython-lint
 from cpython.object cimport PyObject  # no-cython-lint
 from cpython.ref cimport Py_INCREF, Py_DECREF  # no-cython-lint
 from cpython.pythread cimport PyThread_get_thread_ident  # no-cython-lint

@@ -101,7 +101,8 @@ cdef class Deadline:
 
     def __enter__(self):
         cdef PyFrameObject *frame = PyEval_GetFrame()
-        return self._enter(<object><PyObject *>frame if frame != NULL else None)
+        with cython.critical_section(_CORE):
+            return self._enter(<object><PyObject *>frame if frame != NULL else None)
 
     def enter_for(self, frame):
         """Enter the scope on behalf of ``frame``, a frame running in the calling
@@ -118,7 +119,8 @@ cdef class Deadline:
         if running is None:
             raise ValueError(f"{self!r} cannot be entered for {frame!r}: that frame is not running "
                              "in the calling thread.")
-        return self._enter(frame)
+        with cython.critical_section(_CORE):
+            return self._enter(frame)
 
     cdef object _enter(self, object frame):
         """Enter for ``frame`` (None: no Python frame calls), whose block it guards."""
@@ -183,9 +185,10 @@ cdef class Deadline:
         return self
 
     def __exit__(self, kind, value, traceback):
-        if not self._open:
-            return False
-        self._close()
+        with cython.critical_section(_CORE):
+            if not self._open:
+                return False
+            self._close()
         if isinstance(value, _DeadlinePassed) and (<object>value).scope is self:
             raise DeadlineExceeded(self) from value
         return False
@@ -207,7 +210,8 @@ cdef class Deadline:
     @property
     def expired(self):
         """True once the deadline has fired (its expiry was raised or armed in the block)."""
-        return self._expired
+        with cython.critical_section(_CORE):
+            return self._expired
 
     @property
     def remaining(self):
@@ -240,6 +244,10 @@ cdef class Deadline:
         Returns True when that prevented the expiry from being raised, False when
         it had been raised already or the block was left.
         """
+        with cython.critical_section(_CORE):
+            return self._cancel()
+
+    cdef bint _cancel(self) except -1:
         cdef bint pending = False
         if not self._open or self._withdrawn:
             return False
@@ -257,12 +265,13 @@ cdef class Deadline:
         wait is woken. Returns False when the block was left or the deadline
         withdrawn, or it had fired already.
         """
-        if not self._open or self._withdrawn or self._expired:
-            return False
-        self.when = _monotonic()
-        self._forced = True
-        _unschedule(self)
-        _fire_now(self)   # in this thread: no wait for the watchdog to get the GIL
+        with cython.critical_section(_CORE):
+            if not self._open or self._withdrawn or self._expired:
+                return False
+            self.when = _monotonic()
+            self._forced = True
+            _unschedule(self)
+            _fire_now(self)   # in this thread: no wait for the watchdog to get the GIL
         return True
 
     def __bool__(self):

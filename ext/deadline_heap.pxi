@@ -132,6 +132,12 @@ def due_deadlines(double now):
     """
     cdef Deadline scope
     due = []
+    with cython.critical_section(_CORE):
+        return _take_due(now, due)
+
+
+cdef tuple _take_due(double now, list due):
+    cdef Deadline scope
     while _heap_size and _heap[0].when <= now:
         scope = <Deadline>_take(0)
         Py_DECREF(scope)   # the heap's reference; ``scope`` holds its own
@@ -166,6 +172,12 @@ class NotFired(Exception):
 
 def fire(Deadline scope):
     """Arm (or queue) the expiry of ``scope`` in the thread that runs its block; return the Receipt."""
+    expiry = _DeadlinePassed(scope) if scope._raises is None else None   # Python code: made first
+    with cython.critical_section(_CORE):
+        return _fire(scope, expiry)
+
+
+cdef Receipt _fire(Deadline scope, object expiry):
     cdef unsigned long target = scope._ident
     cdef long long level = scope._level
     if not scope._open or scope._withdrawn:
@@ -193,7 +205,7 @@ def fire(Deadline scope):
     if scope._raises is not None:
         receipt = _arm_request(None, target, scope._raises, scope._raises_carrier, level, scope)
     else:
-        receipt = _arm_request(None, target, _DeadlinePassed(scope), _expiry_carrier, level, scope)
+        receipt = _arm_request(None, target, expiry, _expiry_carrier, level, scope)
     scope._expired = True
     if scope._receipts is None:
         scope._receipts = []
@@ -222,41 +234,52 @@ cdef void _look_at_last_expiry(Deadline scope) except *:
 
 cdef unsigned long _thread_running(object frame) except? 0:
     """The ident of the thread whose stack holds ``frame`` (0: none does)."""
-    for ident in thread_idents():
-        if _on_stack(frame, ident):
-            return ident
-    return 0
+    _stop_world()
+    try:
+        for ident in thread_idents():
+            if _on_stack(frame, ident):
+                return ident
+        return 0
+    finally:
+        _start_world()
 
 
 cdef bint _on_stack(object frame, unsigned long ident) except -1:
-    current = current_frame(ident)
-    while current is not None:
-        if current is frame:
-            return True
-        current = current.f_back
-    return False
+    _stop_world()   # free-threaded: the target's frames, read while it cannot change them
+    try:
+        current = _live_frame(ident)
+        while current is not None:
+            if current is frame:
+                return True
+            current = current.f_back
+        return False
+    finally:
+        _start_world()
 
 
 def retry_later(Deadline scope, double delay):
     """Fire ``scope`` again after ``delay`` seconds (its thread could not be armed)."""
-    if scope._open and not scope._withdrawn and scope._slot < 0:
-        _schedule(scope, _monotonic() + delay)
+    with cython.critical_section(_CORE):
+        if scope._open and not scope._withdrawn and scope._slot < 0:
+            _schedule(scope, _monotonic() + delay)
 
 
 def claim_watchdog(bint needed=False):
     """True if the caller must start the watchdog (deadlines wait, or the caller
     says one is ``needed``, and none runs)."""
     global _watchdog_running
-    if _watchdog_running or not (_heap_size or needed):
-        return False
-    _watchdog_running = True
-    return True
+    with cython.critical_section(_CORE):
+        if _watchdog_running or not (_heap_size or needed):
+            return False
+        _watchdog_running = True
+        return True
 
 
 def release_watchdog():
     """Undo ``claim_watchdog()`` (or the claim of a scope's entry) after a failed start."""
     global _watchdog_running
-    _watchdog_running = False
+    with cython.critical_section(_CORE):
+        _watchdog_running = False
 
 
 def _bind_deadlines(carrier, start_watchdog, fire_now, chosen_exception):

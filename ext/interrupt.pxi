@@ -129,26 +129,27 @@ def interrupt(thread, exc=Interrupted, *, bint wake=True):
         )
     instance = exception_instance(exc)
     kind = type(instance)
-    if kind is _last_kind:
-        carrier = _last_carrier   # most requests raise the type the last one raised
-    else:
-        carrier = _carriers.get(id(kind))
-        if carrier is None:
-            carrier = carrier_for(kind)
-        _last_kind, _last_carrier = kind, carrier
     ident = key
-    if ident == PyThread_get_thread_ident():
-        receipt = _arm_patiently(target, key, instance, carrier)
-        receipt._wake_note = _NOTE_SELF
-    elif not wake:
-        receipt = _arm_patiently(target, key, instance, carrier)
-        receipt._wake_note = _NOTE_NO_WAKE
-    else:
-        receipt = _arm_and_wake(target, key, instance, carrier)
-    # The pump is needed only if this request was queued (nothing else changed).
-    if (not _pump_running and (receipt._record.queued is not None or _armed_unwoken)
-            and _start_pump is not None and claim_pump()):
-        _start_pump()
+    with cython.critical_section(_CORE):   # (free-threaded: the pair below changes together)
+        if kind is _last_kind:
+            carrier = _last_carrier   # most requests raise the type the last one raised
+        else:
+            carrier = _carriers.get(id(kind))
+            if carrier is None:
+                carrier = carrier_for(kind)
+            _last_kind, _last_carrier = kind, carrier
+        if ident == PyThread_get_thread_ident():
+            receipt = _arm_patiently(target, key, instance, carrier)
+            receipt._wake_note = _NOTE_SELF
+        elif not wake:
+            receipt = _arm_patiently(target, key, instance, carrier)
+            receipt._wake_note = _NOTE_NO_WAKE
+        else:
+            receipt = _arm_and_wake(target, key, instance, carrier)
+        # The pump is needed only if this request was queued (nothing else changed).
+        if (not _pump_running and (receipt._record.queued is not None or _armed_unwoken)
+                and _start_pump is not None and claim_pump()):
+            _start_pump()
     return receipt
 
 
@@ -168,18 +169,28 @@ cdef Receipt _arm_and_wake(object target, object key, object instance, object ca
     """Arm, and end the target's wait: here when it needs no waking, else in hardstop._wake."""
     cdef Receipt receipt
     cdef unsigned long ident = key
+    cdef bint waits_on_condition = False
+    cdef int lasti = 0
+    code = None
     wake = _wake
-    frame = current_frame(ident)
-    code = hardstop_frame_code(<PyFrameObject *>frame) if frame is not None else None
-    if wake is not None and (_signal_workers or _has_unblockers(key) or _in_condition_wait(frame, code)
+    _stop_world()   # free-threaded: its frames are read while it cannot change them
+    try:
+        frame = _live_frame(ident)
+        if frame is not None:
+            code = hardstop_frame_code(<PyFrameObject *>frame)
+            waits_on_condition = _in_condition_wait(frame, code)
+            lasti = hardstop_frame_lasti(<PyFrameObject *>frame)
+        frame = None
+    finally:
+        _start_world()
+    if wake is not None and (_signal_workers or _has_unblockers(key) or waits_on_condition
                              or key == _threading._main_thread._ident):
         return _woken_by_python(wake, target, key, instance, carrier)
     receipt = _arm_patiently(target, key, instance, carrier)
     if receipt._record.armed is receipt:
         receipt._wake_note = _NOTE_WORKER
-        if frame is not None:
-            receipt._wake_code = code
-            receipt._wake_lasti = hardstop_frame_lasti(<PyFrameObject *>frame)
+        receipt._wake_code = code
+        receipt._wake_lasti = lasti
     else:
         _note_queued(receipt)
     return receipt
@@ -196,12 +207,16 @@ cdef void _note_queued(Receipt receipt) except *:
     cdef PyThreadState *ts = NULL
     if receipt._status is not PENDING:
         return
+    cdef bint protected
     if _held(receipt):
         receipt._wake_note = _NOTE_DEFERRED
-    elif _count_states(receipt.ident, &ts) == 1 and _in_protected_code(ts):
-        receipt._wake_note = _NOTE_PROTECTED
-    else:
-        receipt._wake_note = _NOTE_QUEUED
+        return
+    _stop_world()
+    try:
+        protected = _count_states(receipt.ident, &ts) == 1 and _in_protected_code(ts)
+    finally:
+        _start_world()
+    receipt._wake_note = _NOTE_PROTECTED if protected else _NOTE_QUEUED
 
 
 # What a receipt's wake text is built from, when read (Receipt.wake).

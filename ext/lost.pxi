@@ -33,17 +33,29 @@ cdef double _GIVE_UP_AFTER = 0.1
 cdef double _settle_lost(Receipt receipt) except? -2.0:
     """End ``receipt`` undelivered if it is armed but left the slot without being
     raised: returns -1 then. Otherwise 0, or, while 3.10/3.11 cannot tell yet, the
-    seconds after which to look again."""
+    seconds after which to look again. (Free-threaded: looked at with the world
+    stopped, where a target that has taken it from its slot is waiting to enter
+    deliver(), and says so.)"""
+    if receipt._status is not PENDING or receipt._record.armed is not receipt:
+        return 0.0
+    _stop_world()
+    try:
+        return _settle_lost_stopped(receipt)
+    finally:
+        _start_world()
+
+
+cdef double _settle_lost_stopped(Receipt receipt) except? -2.0:
     cdef _ThreadRecord record = receipt._record
     cdef PyThreadState *ts = NULL
     cdef PyObject *carrier = <PyObject *>receipt._carrier
     cdef double now
     if receipt._status is not PENDING or record.armed is not receipt or _count_states(receipt.ident, &ts) != 1:
         return 0.0   # queued, done, or its thread is ending (or being started): others settle it
-    if ts.async_exc == carrier:
+    if hardstop_slot(ts) == carrier or record.delivering:
         receipt._taken_at = 0.0
         return 0.0
-    if ts.async_exc != NULL or not _LAZY_EXCEPTIONS:
+    if hardstop_slot(ts) != NULL or not _LAZY_EXCEPTIONS:
         why = _REPLACED   # (from 3.12 the slot is emptied and deliver() runs in one step)
     elif hardstop_raising(ts) == carrier:
         receipt._taken_at = 0.0
@@ -65,4 +77,5 @@ cdef double _settle_lost(Receipt receipt) except? -2.0:
 def settle_lost(Receipt receipt):
     """True if ``receipt`` was armed but left its thread's slot without being
     raised (it ends undelivered now, with the reason)."""
-    return _settle_lost(receipt) < 0
+    with cython.critical_section(_CORE):
+        return _settle_lost(receipt) < 0

@@ -13,6 +13,11 @@ def pump():
     Called by the pump thread; once "keep going" is False that thread must end,
     and ``claim_pump()`` lets the next queued request start a new one.
     """
+    with cython.critical_section(_CORE):
+        return _pump_round()
+
+
+cdef tuple _pump_round():
     global _pump_running
     cdef _ThreadRecord record
     armed = _due_rewakes(_monotonic())
@@ -56,13 +61,15 @@ cdef bint _pump_needed():
 def claim_pump():
     """True if the caller must start a pump thread (something is queued, none runs)."""
     global _pump_running
-    if _pump_running or not _pump_needed():
-        return False
-    _pump_running = True
-    return True
+    with cython.critical_section(_CORE):
+        if _pump_running or not _pump_needed():
+            return False
+        _pump_running = True
+        return True
 
 
 def release_pump():
     """Undo ``claim_pump()`` when the pump thread could not be started."""
     global _pump_running
-    _pump_running = False
+    with cython.critical_section(_CORE):
+        _pump_running = False

@@ -57,26 +57,30 @@ cdef class Receipt:
     def status(self):
         """``"pending"``, ``"deferred"`` (pending, held back by a shield the
         target is in), ``"delivered"``, ``"cancelled"`` or ``"undelivered"``."""
-        if self._status is PENDING and _held(self):
-            return DEFERRED
-        return self._status
+        with cython.critical_section(_CORE):
+            if self._status is PENDING and _held(self):
+                return DEFERRED
+            return self._status
 
     @property
     def wake(self):
         """How hardstop ended the target's wait, or why it did not."""
-        if self._wake is None and self._wake_note:
-            self._wake = _wake_text(self)
-        return self._wake
+        with cython.critical_section(_CORE):
+            if self._wake is None and self._wake_note:
+                self._wake = _wake_text(self)
+            return self._wake
 
     @wake.setter
     def wake(self, str text):
-        self._wake = text
-        self._wake_note = 0
+        with cython.critical_section(_CORE):
+            self._wake = text
+            self._wake_note = 0
 
     @property
     def delivered(self):
         """True once the exception has been raised in the target."""
-        return self._status is DELIVERED
+        with cython.critical_section(_CORE):
+            return self._status is DELIVERED
 
     def __repr__(self):
         return f"<hardstop.Receipt {self.status} {self.exception!r} -> thread {self.ident}>"
@@ -89,6 +93,10 @@ cdef class Receipt:
         had ended otherwise, and when hardstop has already ended the target's
         ``Condition`` wait for it (the exception then lands).
         """
+        with cython.critical_section(_CORE):
+            return self._cancel()
+
+    cdef bint _cancel(self) except -1:
         cdef _ThreadRecord record = self._record
         if self._status is not PENDING:
             return False
@@ -119,24 +127,30 @@ cdef class Receipt:
         long as it takes; a negative timeout only looks.
         """
         cdef double seconds = _timeout_seconds(timeout)
-        if self._status is not PENDING or seconds == 0:
-            return self._status is DELIVERED
-        if self._done is None:
-            self._done = allocate_lock()
-            self._done.acquire()
+        cdef double lost
+        with cython.critical_section(_CORE):
+            if self._status is not PENDING or seconds == 0:
+                return self._status is DELIVERED
+            if self._done is None:
+                self._done = allocate_lock()
+                self._done.acquire()
+            done = self._done
         # Waited for in slices: between them, a request that left the slot without
         # being raised is noticed and ended (lost.pxi), and the wait with it.
         end = _monotonic() + seconds
         look = _FIRST_LOOK
-        while not self._done.acquire(True, min(look, seconds)):
-            if _settle_lost(self) < 0:
+        while not done.acquire(True, min(look, seconds)):
+            with cython.critical_section(_CORE):
+                lost = _settle_lost(self)
+            if lost < 0:
                 continue   # ended undelivered: _finish released the lock, taken again at once
             seconds = end - _monotonic()
             if seconds <= 0:
                 return False
             look = min(2 * look, _LAST_LOOK)
-        self._done.release()   # hand the wake-up on to any other waiter
-        return self._status is DELIVERED
+        done.release()   # hand the wake-up on to any other waiter
+        with cython.critical_section(_CORE):
+            return self._status is DELIVERED
 
 
 # How often Receipt.wait() and a fired deadline look for a lost request: soon at
@@ -172,10 +186,15 @@ cdef void _finish(Receipt receipt, str status, str reason):
 
 
 cdef int _arm(Receipt receipt, _ThreadRecord record) except -1:
-    if PyThreadState_SetAsyncExc(record.ident, <PyObject *>receipt._carrier) != 1:
+    cdef int armed
+    _set_armed(record, receipt)   # first: free-threaded, the target may raise it at once
+    _stop_world()   # free-threaded: CPython's call writes the slot after letting go of the thread list
+    armed = PyThreadState_SetAsyncExc(record.ident, <PyObject *>receipt._carrier)
+    _start_world()
+    if armed != 1:
+        _take_armed(record)
         _disarm(record.ident, receipt._carrier)
         raise ThreadNotFound(f"Thread {record.ident} vanished while it was being armed.")
-    _set_armed(record, receipt)
     return 0
 
 
@@ -211,10 +230,18 @@ cdef object _arm_next(_ThreadRecord record):
     """Arm the oldest queued request of the thread that no shield holds back,
     unless one of ours is armed there or the thread is still handling the last
     one it raised; return what was armed."""
+    if record.armed is not None or not record.queued:
+        return None
+    _stop_world()
+    try:
+        return _arm_next_stopped(record)
+    finally:
+        _start_world()
+
+
+cdef object _arm_next_stopped(_ThreadRecord record):
     cdef Receipt receipt
     cdef PyThreadState *ts = NULL
-    if record.armed is not None:
-        return None
     queue = record.queued
     while queue:
         n = _count_states(record.ident, &ts)
@@ -222,7 +249,7 @@ cdef object _arm_next(_ThreadRecord record):
             return None   # a twin is present (3.10/3.11: a thread being started); the pump retries
         if n == 1 and _still_handling(record, ts):
             return None   # the pump retries once the handler is done
-        if n == 1 and ts.async_exc != NULL:
+        if n == 1 and hardstop_slot(ts) != NULL:
             return None   # another caller's exception waits in the slot: never replaced; the pump retries
         if n == 1 and _in_protected_code(ts):
             _watch_leave(ts, record)
@@ -245,12 +272,14 @@ cdef object _arm_next(_ThreadRecord record):
 
 
 def arm(object thread, object ident, object exc, object carrier):
-    """Check the target and arm (or queue) ``exc`` for it, in one step under the GIL.
+    """Check the target and arm (or queue) ``exc`` for it, in one step under the GIL
+    (free-threaded: inside hardstop's critical section, with the world stopped).
 
     ``thread`` is the ``threading.Thread`` the caller named, or None for a bare
     ident. ``carrier`` is the carrier class of ``type(exc)``. Returns a Receipt.
     """
-    return _arm_request(thread, ident, exc, carrier, 0, None)
+    with cython.critical_section(_CORE):
+        return _arm_request(thread, ident, exc, carrier, 0, None)
 
 
 cdef Receipt _arm_request(object thread, object key, object exc, object carrier,
@@ -265,10 +294,25 @@ cdef Receipt _arm_request(object thread, object key, object exc, object carrier,
             if owner is None:
                 raise ThreadNotFound(f"{thread!r} is not running: it has finished.")
             raise ThreadNotFound(f"{thread!r} has finished: its ident {ident} now belongs to {owner!r}.")
+    if thread is None:
+        thread = _active.get(key)
+    _stop_world()   # no Python code runs from here to the end (the messages below are plain)
+    try:
+        return _arm_request_stopped(thread, key, exc, carrier, level, scope)
+    finally:
+        _start_world()
+
+
+cdef Receipt _arm_request_stopped(object thread, object key, object exc, object carrier,
+                                  long long level, object scope):
+    cdef unsigned long ident = key
+    cdef PyThreadState *ts
+    cdef Receipt receipt
+    cdef _ThreadRecord record
     ts = _only_state(ident)
     record = _record_for(ts, key)
     receipt = Receipt.__new__(Receipt)
-    receipt.thread = thread if thread is not None else _active.get(key)
+    receipt.thread = thread
     receipt.ident = ident
     receipt.exception = exc
     receipt._carrier = carrier
@@ -280,7 +324,7 @@ cdef Receipt _arm_request(object thread, object key, object exc, object carrier,
     if record.armed is not None:
         _settle_lost(record.armed)   # one that left the slot unraised must not hold this one back
     if (record.armed is not None or _held(receipt) or (queue and _first_free(queue) is not None)
-            or _still_handling(record, ts) or ts.async_exc != NULL):
+            or _still_handling(record, ts) or hardstop_slot(ts) != NULL):
         _enqueue(record, receipt)   # (a non-empty slot: another caller's exception, raised first)
     elif _in_protected_code(ts):
         _enqueue(record, receipt)
@@ -293,26 +337,43 @@ cdef Receipt _arm_request(object thread, object key, object exc, object carrier,
 def deliver(cls, *args):
     """``__new__`` of every carrier class: runs in the target as it raises."""
     cdef _ThreadRecord record = _record_here()
-    cdef Receipt receipt = record.armed if record is not None else None
+    if record is None:
+        return _not_ours(cls, args)
+    # Free-threaded: the interpreter has emptied the slot already; until this
+    # thread is in the critical section, a stopped world must not take that for a loss.
+    record.delivering = True
+    try:
+        with cython.critical_section(_CORE):
+            return _deliver(record, cls, args)
+    finally:
+        record.delivering = False
+
+
+cdef object _not_ours(object cls, tuple args):
+    """What a carrier's call that is no delivery makes: the exception itself."""
+    base = cls.__base__
+    if len(args) == 1 and isinstance(args[0], base):
+        return args[0]
+    return base(*args)
+
+
+cdef object _deliver(_ThreadRecord record, object cls, tuple args):
+    cdef Receipt receipt = record.armed
     # Ours only if the slot was just emptied by the interpreter. Otherwise the
     # carrier is being called by 3.10, which records it as the exception's type:
     # re-raising normalizes (carrier, instance) by calling carrier(instance),
     # and that must give back the same instance, not wrap it in a new one.
     # A delivery calls the carrier without arguments (the slot holds a class).
     cdef PyThreadState *ts = PyThreadState_Get()
-    if not args and receipt is not None and receipt._carrier is cls and ts.async_exc == <PyObject *>cls:
+    if not args and receipt is not None and receipt._carrier is cls and hardstop_slot(ts) == <PyObject *>cls:
         # The same carrier was armed again between the interpreter taking the slot and
         # creating the exception: 3.10/3.11 create it late, after it was given up as
         # lost (lost.pxi) and a deadline fired again; on 3.14t another thread armed
         # meanwhile (a deadline's level-triggered re-fire: Expired() without its
         # scope failed with a TypeError). The raise is the armed request's: take it.
-        _disarm(record.ident, cls)
-    if (args or receipt is None or receipt._carrier is not cls
-            or ts.async_exc != NULL):
-        base = cls.__base__
-        if len(args) == 1 and isinstance(args[0], base):
-            return args[0]
-        return base(*args)
+        _disarm_here(cls)
+    if args or receipt is None or receipt._carrier is not cls or hardstop_slot(ts) != NULL:
+        return _not_ours(cls, args)
     if _in_container_callback():
         _watch_unraisable()   # so that what is raised now is recognised and dropped
         if PyThreadState_SetAsyncExc(record.ident, <PyObject *>cls) == 1:
@@ -345,7 +406,7 @@ cdef Receipt _take_armed_here():
     it (the caller raises it), or None when nothing of ours is armed."""
     cdef _ThreadRecord record = _record_here()
     cdef Receipt receipt = record.armed if record is not None else None
-    if receipt is None or not _disarm(record.ident, receipt._carrier):
+    if receipt is None or not _disarm_here(receipt._carrier):
         return None
     _take_armed(record)
     if _SHARED_FLAG:
@@ -379,39 +440,54 @@ cdef class RaiseArmedFirst:
         self.handler = handler
 
     def __call__(self, signum, frame):
-        cdef Receipt receipt = _take_armed_here()
+        cdef Receipt receipt
+        with cython.critical_section(_CORE):
+            receipt = _take_armed_here()
         try:
             self.handler(signum, frame, receipt)
         finally:
             if receipt is not None:
-                _delivered(receipt, receipt._record)
-                if not _LAZY_EXCEPTIONS:
-                    _finish_interrupted_exit()
+                with cython.critical_section(_CORE):
+                    _delivered(receipt, receipt._record)
+                    if not _LAZY_EXCEPTIONS:
+                        _finish_interrupted_exit()
                 raise receipt.exception
 
 
 def began_wake(Receipt receipt):
     """Called just before the target's Condition wait is ended for ``receipt``
     (armed): from here on it can no longer be withdrawn."""
-    receipt._woken = True
+    with cython.critical_section(_CORE):
+        receipt._woken = True
 
 
 def is_armed(Receipt receipt):
     """True while ``receipt`` is the request in its thread's slot, not yet raised."""
-    return receipt._record.armed is receipt
+    with cython.critical_section(_CORE):
+        return receipt._record.armed is receipt
 
 
 def still_handling(unsigned long ident):
     """True while the thread runs an except/finally block handling the last
     exception of ours that it raised."""
     cdef PyThreadState *ts = NULL
-    cdef _ThreadRecord record = _records.get(ident)
-    return record is not None and _count_states(ident, &ts) == 1 and _still_handling(record, ts)
+    cdef _ThreadRecord record
+    with cython.critical_section(_CORE):
+        record = _records.get(ident)
+        if record is None:
+            return False
+        _stop_world()
+        try:
+            return _count_states(ident, &ts) == 1 and _still_handling(record, ts)
+        finally:
+            _start_world()
 
 
 def pending_count(ident):
     """How many requests of hardstop's are pending for ``ident`` (armed or queued)."""
-    cdef _ThreadRecord record = _records.get(ident)
-    if record is None:
-        return 0
-    return (record.armed is not None) + (len(record.queued) if record.queued is not None else 0)
+    cdef _ThreadRecord record
+    with cython.critical_section(_CORE):
+        record = _records.get(ident)
+        if record is None:
+            return 0
+        return (record.armed is not None) + (len(record.queued) if record.queued is not None else 0)

@@ -25,7 +25,7 @@ cdef inline bint _held(Receipt receipt) noexcept:
 cdef void _hold_armed(_ThreadRecord record) except *:
     """A shield was just entered: take back what is armed for it, first in line."""
     cdef Receipt receipt = record.armed
-    if receipt is None or not _held(receipt) or not _disarm(record.ident, receipt._carrier):
+    if receipt is None or not _held(receipt) or not _disarm_here(receipt._carrier):
         return
     _take_armed(record)
     _enqueue(record, receipt, True)
@@ -46,7 +46,9 @@ cdef void _release_held(_ThreadRecord record, bint may_start_pump=True) except *
     # More than one, or a handler of ours still running: the pump takes over
     # after this one. Started first, since it is Python code and this thread
     # raises what gets armed at its next check.
-    busy = _count_states(record.ident, &ts) != 1 or _still_handling(record, ts) or ts.async_exc != NULL
+    _stop_world()
+    busy = _count_states(record.ident, &ts) != 1 or _still_handling(record, ts) or hardstop_slot(ts) != NULL
+    _start_world()
     if (len(free) > 1 or busy) and may_start_pump and _start_pump is not None and claim_pump():
         _start_pump()
     _arm_next(record)
@@ -64,6 +66,10 @@ cdef class shield:
     cdef bint _inside
 
     def __enter__(self):
+        with cython.critical_section(_CORE):
+            return self._enter()
+
+    cdef object _enter(self):
         cdef _ThreadRecord record
         if self._inside:
             raise RuntimeError("This hardstop.shield() is entered already: use one per with statement.")
@@ -80,7 +86,8 @@ cdef class shield:
         return self
 
     def __exit__(self, kind, value, traceback):
-        self._leave(True)
+        with cython.critical_section(_CORE):
+            self._leave(True)
         return False
 
     cdef void _leave(self, bint may_start_pump) except *:

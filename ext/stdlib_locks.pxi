@@ -10,23 +10,34 @@ cdef object _wait_code = None       # Condition.wait: protected but at its waits
 # The instruction offsets of Condition.wait's wait lines, as (start, end) pairs:
 # tested against the frame's last instruction, with no line number computed.
 cdef list _wait_offsets = []
+# And of its finally's line that takes the lock back (version_quirks.pxi).
+cdef list _restore_offsets = []
 
 
-def _bind_protected(codes, wait_code, wait_lines, condition_exit, semaphore_exit):
-    global _protected_codes, _wait_code, _wait_offsets, _condition_exit, _semaphore_exit
+def _bind_protected(codes, wait_code, wait_lines, restore_lines, condition_exit, semaphore_exit):
+    global _protected_codes, _wait_code, _wait_offsets, _restore_offsets, _condition_exit, _semaphore_exit
     _protected_codes = {id(code) for code in codes}
     _wait_code = wait_code
-    lines = frozenset(wait_lines)
-    _wait_offsets = [(start, end) for start, end, line in wait_code.co_lines() if line in lines]
+    _wait_offsets = _offsets_of(wait_code, wait_lines)
+    _restore_offsets = _offsets_of(wait_code, restore_lines)
     _condition_exit, _semaphore_exit = condition_exit, semaphore_exit
 
 
-cdef bint _at_a_wait(object frame) except -1:
+cdef list _offsets_of(object code, object lines):
+    lines = frozenset(lines)
+    return [(start, end) for start, end, line in code.co_lines() if line in lines]
+
+
+cdef bint _at(object frame, list offsets) except -1:
     cdef Py_ssize_t lasti = frame.f_lasti
-    for start, end in _wait_offsets:
+    for start, end in offsets:
         if <Py_ssize_t>start <= lasti < <Py_ssize_t>end:
             return True
     return False
+
+
+cdef bint _at_a_wait(object frame) except -1:
+    return _at(frame, _wait_offsets)
 
 
 cdef bint _leaving = False          # _leave_watch is arming: the frame being left does not count
@@ -47,7 +58,13 @@ cdef bint _protected_frame(PyFrameObject *frame) except -1:
     code = current.f_code
     if id(code) not in _protected_codes:
         return False
-    return code is not _wait_code or not _at_a_wait(current)
+    if code is _wait_code:
+        return not _at_a_wait(current) and (_LAZY_EXCEPTIONS or not _at(current, _restore_offsets))
+    # Taking a Condition's lock back in its wait's finally (a Lock-based one's
+    # _acquire_restore): from 3.12 the thread finishes that finally as it raises
+    # (version_quirks.pxi), so a thread blocked there, notified or timed out while
+    # another holds the lock, is a thread in a wait.
+    return _LAZY_EXCEPTIONS or code is not _acquire_restore_code
 
 
 cdef bint _in_protected_code(PyThreadState *ts) except -1:
@@ -105,8 +122,10 @@ cdef void _watch_leave(PyThreadState *ts, _ThreadRecord record) noexcept:
     from outside sees a thread busy with a Queue almost only inside it (it gives
     the GIL up at checks, and nearly all of its checks are there). A thread that
     has a profile function of its own is left to the pump, and so is every thread
-    on 3.11, where a profile function can freeze it (_PROFILED_FREEZE)."""
-    if _PROFILED_FREEZE or record.watching_leave or ts.c_profilefunc != NULL:
+    on 3.11, where a profile function can freeze it (_PROFILED_FREEZE), and on
+    free-threaded builds, where setting another running thread's profile function
+    changes its code's instrumentation under it (and stops the world itself)."""
+    if _PROFILED_FREEZE or HARDSTOP_FREE_THREADED or record.watching_leave or ts.c_profilefunc != NULL:
         return
     if _PyEval_SetProfile(ts, _leave_watch, NULL) < 0:
         PyErr_Clear()   # an audit hook refused: the pump still polls
@@ -152,4 +171,9 @@ cdef int _leave_watch(PyObject *unused, PyFrameObject *frame, int what, PyObject
 def in_protected_code(unsigned long ident):
     """True when the thread ``ident`` is inside standard-library lock handling."""
     cdef PyThreadState *ts = NULL
-    return _count_states(ident, &ts) == 1 and _in_protected_code(ts)
+    with cython.critical_section(_CORE):
+        _stop_world()
+        try:
+            return _count_states(ident, &ts) == 1 and _in_protected_code(ts)
+        finally:
+            _start_world()

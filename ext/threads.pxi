@@ -42,9 +42,35 @@ cdef class _ThreadRecord:
     cdef list shields         # positions of its open shields, in the order entered; None before the first
     cdef bint watching_leave  # its profile function is _leave_watch (stdlib_locks.pxi)
     cdef int reporting        # it is inside the sys.unraisablehook wrapper (unraisable.pxi)
+    cdef bint delivering      # it is inside a carrier's __new__ (receipt.pxi's deliver)
 
 
 cdef dict _records = {}   # ident -> _ThreadRecord
+
+# The object whose critical section guards hardstop's state (see above).
+cdef object _CORE = _records
+if hardstop_keep_core(<PyObject *>_CORE) != 0:
+    raise OSError("hardstop could not register its fork handler (pthread_atfork failed).")
+# How deeply the calling thread has stopped the world: only the thread that
+# stopped it runs until it starts it again, so only that thread sees it non-zero.
+cdef int _world_stops = 0
+
+
+cdef inline void _stop_world() noexcept:
+    """Free-threaded builds: suspend every other thread (reentrant); else nothing."""
+    global _world_stops
+    if HARDSTOP_FREE_THREADED:
+        if _world_stops == 0:
+            hardstop_stop_world()
+        _world_stops += 1
+
+
+cdef inline void _start_world() noexcept:
+    global _world_stops
+    if HARDSTOP_FREE_THREADED:
+        _world_stops -= 1
+        if _world_stops == 0:
+            hardstop_start_world()
 
 
 cdef class _ThreadWatch:
@@ -57,7 +83,8 @@ cdef class _ThreadWatch:
 
     def __dealloc__(self):
         if self.record is not None and _records is not None:
-            _thread_ended(self.record)
+            with cython.critical_section(_CORE):
+                _thread_ended(self.record)
 
 
 cdef int _count_states(unsigned long ident, PyThreadState **found) noexcept:
@@ -77,26 +104,44 @@ def thread_idents():
 
     Unlike ``sys._current_frames()``, this includes threads with no Python frame.
     """
-    cdef PyThreadState *ts = PyInterpreterState_ThreadHead(PyInterpreterState_Get())
-    idents = []
-    while ts != NULL:
-        idents.append(ts.thread_id)
-        ts = PyThreadState_Next(ts)
+    cdef PyThreadState *ts
+    cdef list idents = []
+    with cython.critical_section(_CORE):
+        _stop_world()
+        try:
+            ts = PyInterpreterState_ThreadHead(PyInterpreterState_Get())
+            while ts != NULL:
+                idents.append(ts.thread_id)
+                ts = PyThreadState_Next(ts)
+        finally:
+            _start_world()
     return idents
 
 
 cdef bint _disarm(unsigned long ident, object carrier) noexcept:
-    """Empty the slot of the thread ``ident`` if it still holds ``carrier``."""
-    cdef PyThreadState *ts = PyInterpreterState_ThreadHead(PyInterpreterState_Get())
-    cdef PyObject *held
+    """Empty the slot of the thread ``ident`` if it still holds ``carrier``
+    (free-threaded builds: with the world stopped, as for any other thread)."""
+    cdef PyThreadState *ts
+    cdef bint emptied = False
+    _stop_world()
+    ts = PyInterpreterState_ThreadHead(PyInterpreterState_Get())
     while ts != NULL:
-        if ts.thread_id == ident and ts.async_exc == <PyObject *>carrier:
-            held = ts.async_exc
-            ts.async_exc = NULL
-            Py_DECREF(<object>held)
-            return True
+        if ts.thread_id == ident and hardstop_empty_slot_if(ts, <PyObject *>carrier):
+            emptied = True
+            break
         ts = PyThreadState_Next(ts)
-    return False
+    _start_world()
+    if emptied:
+        Py_DECREF(carrier)   # the slot's reference (a class: nothing runs)
+    return emptied
+
+
+cdef bint _disarm_here(object carrier) noexcept:
+    """Empty the calling thread's own slot if it still holds ``carrier``."""
+    if not hardstop_empty_slot_if(PyThreadState_Get(), <PyObject *>carrier):
+        return False
+    Py_DECREF(carrier)
+    return True
 
 
 cdef inline void _set_armed(_ThreadRecord record, Receipt receipt) noexcept:
@@ -163,6 +208,16 @@ cdef _ThreadRecord _record_for(PyThreadState *ts, object key):
     (and its watch put in the thread's state dict) on first use."""
     cdef _ThreadRecord record = _records.get(key)
     cdef _ThreadWatch watch
+    cdef PyObject *held
+    if record is not None and HARDSTOP_FREE_THREADED:
+        # Free-threaded builds free an object where it was made: the watch of a
+        # thread that ended (made by the thread that first interrupted it) may
+        # still be waiting there to be freed while its ident runs a new thread.
+        # Such a record is the ended thread's.
+        held = PyDict_GetItem(<object>ts.dict, _WATCH_KEY) if ts.dict != NULL else NULL
+        if held == NULL or (<_ThreadWatch>held).record is not record:
+            _thread_ended(record)
+            record = None
     if record is not None:
         return record
     if ts.dict == NULL:
@@ -222,11 +277,9 @@ cdef PyThreadState *_only_state(unsigned long ident) except NULL:
     )
 
 
-cpdef current_frame(unsigned long ident):
-    """The frame the thread ``ident`` is running (or blocked in), or None.
-
-    None as well when no single thread state carries ``ident``.
-    """
+cdef object _live_frame(unsigned long ident):
+    """The frame the thread ``ident`` runs, or None; the caller has stopped the
+    world (PyThreadState_GetFrame may make the frame object: never while it runs)."""
     cdef PyThreadState *ts = NULL
     cdef PyFrameObject *frame
     if _count_states(ident, &ts) != 1:
@@ -239,20 +292,86 @@ cpdef current_frame(unsigned long ident):
     return result
 
 
+cdef class FrameView:
+    """What one frame of another thread showed while the world was stopped
+    (free-threaded builds): the attributes of a frame that hardstop's Python
+    code and ``traceback`` read, copied, since the live frame changes as its
+    thread runs. ``f_locals`` is copied for ``Condition.wait`` frames only (the
+    wake reads its condition and waiter); ``frame_id`` is the frame's ``id()``."""
+    cdef readonly object f_code
+    cdef readonly object f_globals
+    cdef readonly object f_locals
+    cdef readonly FrameView f_back
+    cdef readonly int f_lineno
+    cdef readonly int f_lasti
+    cdef readonly Py_ssize_t frame_id
+
+    def __repr__(self):
+        return f"<hardstop.FrameView of {self.f_code.co_name}, {self.f_code.co_filename}:{self.f_lineno}>"
+
+
+cdef FrameView _view_of(object frame):
+    """Views of ``frame`` and its callers; the caller has stopped the world."""
+    cdef FrameView first = None
+    cdef FrameView last = None
+    cdef FrameView view
+    while frame is not None:
+        view = FrameView.__new__(FrameView)
+        view.f_code = frame.f_code
+        view.f_globals = frame.f_globals
+        view.f_locals = dict(frame.f_locals) if view.f_code is _condition_wait_code else {}
+        view.f_lineno = PyFrame_GetLineNumber(<PyFrameObject *>frame)
+        view.f_lasti = frame.f_lasti
+        view.frame_id = id(frame)
+        if last is None:
+            first = view
+        else:
+            last.f_back = view
+        last = view
+        frame = frame.f_back
+    return first
+
+
+cpdef current_frame(unsigned long ident):
+    """The frame the thread ``ident`` is running (or blocked in), or None.
+
+    None as well when no single thread state carries ``ident``. On
+    free-threaded builds, a FrameView of it: reading a running thread's frame
+    without the GIL races that thread.
+    """
+    with cython.critical_section(_CORE):
+        _stop_world()
+        try:
+            frame = _live_frame(ident)
+            if HARDSTOP_FREE_THREADED and frame is not None:
+                return _view_of(frame)
+            return frame
+        finally:
+            _start_world()
+
+
 def slot_is_empty(unsigned long ident):
     """True when no thread state carrying ``ident`` has anything in its slot."""
-    cdef PyThreadState *ts = PyInterpreterState_ThreadHead(PyInterpreterState_Get())
-    while ts != NULL:
-        if ts.thread_id == ident and ts.async_exc != NULL:
-            return False
-        ts = PyThreadState_Next(ts)
-    return True
+    cdef PyThreadState *ts
+    cdef bint empty = True
+    with cython.critical_section(_CORE):
+        _stop_world()
+        ts = PyInterpreterState_ThreadHead(PyInterpreterState_Get())
+        while ts != NULL:
+            if ts.thread_id == ident and hardstop_slot(ts) != NULL:
+                empty = False
+                break
+            ts = PyThreadState_Next(ts)
+        _start_world()
+    return empty
 
 
 def last_delivered(ident):
     """The receipt raised last in the thread ``ident``, while hardstop still
     recognises it if CPython swallows it in a finalizer (and the program keeps it)."""
-    cdef _ThreadRecord record = _records.get(ident)
-    if record is None or record.last_delivered is None:
-        return None
-    return record.last_delivered()
+    cdef _ThreadRecord record
+    with cython.critical_section(_CORE):
+        record = _records.get(ident)
+        if record is None or record.last_delivered is None:
+            return None
+        return record.last_delivered()

@@ -52,8 +52,10 @@ cdef class _SwallowWatch:
     def __call__(self, unraisable):
         cdef _ThreadRecord record
         cdef shield held
-        if _swallowed(getattr(unraisable, "exc_value", None)):
-            return None
+        error = getattr(unraisable, "exc_value", None)
+        with cython.critical_section(_CORE):
+            if _swallowed(error):
+                return None
         # The hook reports the error (it formats a traceback, pytest records it):
         # a request that lands in it would break the report. Held until it returns.
         # No thread is started from in here (a finalizer runs wherever a decref or
@@ -61,15 +63,17 @@ cdef class _SwallowWatch:
         # request raised in Thread.start() would be lost there): while the thread
         # reports, the pump is started by whoever queues a request for it
         # (_pump_needed), so leaving only arms.
-        record = _own_record()
         held = shield()
-        held.__enter__()
-        record.reporting += 1
+        with cython.critical_section(_CORE):
+            record = _own_record()
+            held._enter()
+            record.reporting += 1
         try:
             return self.wrapped(unraisable)
         finally:
-            held._leave(False)
-            record.reporting -= 1
+            with cython.critical_section(_CORE):
+                held._leave(False)
+                record.reporting -= 1
 
     def __repr__(self):
         return f"<hardstop watching {self.wrapped!r}>"

@@ -127,13 +127,34 @@ cdef void _finish_interrupted_exit() except *:
     """Raised at the first instruction of ``Condition.__exit__`` or
     ``Semaphore.__exit__``, which a with statement in any frame calls with no
     protection around it: release what that ``__exit__`` was about to release,
-    and let the exception go on from there. (3.12+ only: before, the exception
-    is created later, away from that frame.)"""
+    and let the exception go on from there.
+
+    Likewise inside ``Condition.wait``'s ``finally``, which takes the lock back
+    and takes the waiter off the condition's list (else a later notify() is
+    spent on it): in a Lock-based condition's ``_acquire_restore``, take the
+    lock if it is at its first instruction, and unlist the waiter; right after
+    an RLock-based one's, unlist the waiter. A request lands there when it was
+    armed while the thread waited to take the lock back (stdlib_locks.pxi counts
+    that as a wait), or while the thread was at a wait and had just returned
+    from it, stopped at the check after it: that check tests the flags as they
+    were before it stopped (3.13+), so the next check raises it (rare with a
+    GIL; on a free-threaded build, whenever the world was stopped to arm it).
+    (3.12+ only: before, the exception is created later, away from that frame.)"""
     cdef PyFrameObject *frame = PyEval_GetFrame()
     if frame == NULL:
         return
     current = <object><PyObject *>frame
     code = current.f_code
+    if code is _wait_code and _at(current, _restore_offsets):
+        _unlist_own_waiter(current)
+        return
+    if code is _acquire_restore_code:
+        if current.f_lasti == 0:   # (after that, only the check after its acquire, which holds the lock)
+            current.f_locals.get("self")._lock.acquire()   # C; blocks (critical section suspended) as it would
+        waiting = current.f_back
+        if waiting is not None and waiting.f_code is _wait_code:
+            _unlist_own_waiter(waiting)
+        return
     if current.f_lasti > 0 or (code is not _condition_exit and code is not _semaphore_exit):
         return
     lock = current.f_locals.get("self")
@@ -144,6 +165,15 @@ cdef void _finish_interrupted_exit() except *:
             lock.release()   # Semaphore.release, Python code, as its own __exit__ would run it
     except (RuntimeError, ValueError):
         pass   # not held, or a BoundedSemaphore released too often: that __exit__ would have failed too
+
+
+cdef void _unlist_own_waiter(object wait_frame) except *:
+    """What Condition.wait's finally does once the lock is back (the calling
+    thread's own frame): its waiter off the condition's list, if still there."""
+    names = wait_frame.f_locals
+    condition, waiter = names.get("self"), names.get("waiter")
+    if condition is not None and waiter is not None:
+        unlist_waiter(condition._waiters, waiter)
 
 
 # 3.14 (fixed in 3.15): a with statement calls __enter__ with an ordinary CALL,

@@ -90,6 +90,19 @@ class Gate:
         if not self._opened:
             mine.acquire(True, WAIT)
 
+    def until_blocked(self, thread: threading.Thread) -> None:
+        """Until ``thread`` is blocked in this gate's acquire. (With the GIL off a
+        started thread runs on while the test does: it may not be there yet.)"""
+        end = time.monotonic() + WAIT
+        while not self._holds(thread) and time.monotonic() < end:
+            time.sleep(0.001)
+        assert self._holds(thread), f"{thread!r} is not blocked in the gate"
+
+    @staticmethod
+    def _holds(thread: threading.Thread) -> bool:
+        frame = _hardstop.current_frame(thread.ident or 0)
+        return frame is not None and frame.f_code is _GATE_WAIT and frame.f_lineno == _GATE_BLOCKS_AT
+
     def open(self) -> None:
         self._opened = True
         for lock in list(self._waiters):
@@ -101,6 +114,8 @@ class Gate:
 
 
 _open_gates: list[Gate] = []
+_GATE_WAIT = Gate.wait.__code__
+_GATE_BLOCKS_AT = max(line for _, _, line in _GATE_WAIT.co_lines() if line is not None)  # its last line
 
 
 @pytest.fixture(autouse=True)
@@ -128,12 +143,24 @@ class Target:
 
     def _run(self) -> None:
         self.ready.set()
-        while len(self.caught) < self._wanted and not self.stop.is_set():
+        while not self._done():
+            try:
+                self._rounds()
+            except BaseException as error:  # noqa: BLE001 - landed at the loop's own check, between rounds
+                self.caught.append(error)
+        self.finished_normally = True
+
+    def _rounds(self) -> None:
+        # A loop in a function of its own: a request armed as a handler below ends
+        # may land at the loop's own check, outside its try (caught by _run's).
+        while not self._done():
             try:
                 self._body()
             except BaseException as error:  # noqa: BLE001 - recording is the point
                 self.caught.append(error)
-        self.finished_normally = True
+
+    def _done(self) -> bool:
+        return len(self.caught) >= self._wanted or self.stop.is_set()
 
     def __enter__(self) -> Target:
         self.thread.start()

@@ -133,7 +133,8 @@ def test_requests_armed_queued_and_held_on_other_threads_stay_in_the_parent() ->
     shielded = Target(shielded_wait(gate), name="shielded")
     exceptions = [Tagged("armed"), Tagged("queued"), Tagged("held")]
     with blocked, shielded:
-        wait_until(lambda: _hardstop.current_frame(shielded.thread.ident).f_code.co_name == "wait")
+        gate.until_blocked(shielded.thread)
+        gate.until_blocked(blocked.thread)
         armed = hardstop.interrupt(blocked.thread, exceptions[0])
         queued = hardstop.interrupt(blocked.thread, exceptions[1])  # the pump polls for it meanwhile
         held = hardstop.interrupt(shielded.thread, exceptions[2])

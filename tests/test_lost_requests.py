@@ -165,6 +165,7 @@ def test_a_request_replaced_by_another_caller_ends_undelivered_and_the_thread_is
     caught: list[str] = []
     target = Target(blocked_then_spinning(gate, stop, caught))
     with target:
+        gate.until_blocked(target.thread)
         first = hardstop.interrupt(target.thread)
         assert _hardstop.is_armed(first)
         assert raw_set_async_exc(target.thread.ident, Foreign) == 1
@@ -185,6 +186,7 @@ def test_waiting_for_a_request_that_another_caller_replaced_ends_undelivered() -
     caught: list[str] = []
     target = Target(blocked_then_spinning(gate, stop, caught))
     with target:
+        gate.until_blocked(target.thread)
         receipt = hardstop.interrupt(target.thread)
         assert raw_set_async_exc(target.thread.ident, Foreign) == 1
         assert receipt.wait(WAIT) is False

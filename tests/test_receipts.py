@@ -47,6 +47,7 @@ def test_cancel_before_delivery_withdraws_it_for_good() -> None:
     stop = threading.Event()
     target = Target(blocked_then_spinning(gate, stop))
     with target:
+        gate.until_blocked(target.thread)
         receipt = hardstop.interrupt(target.thread)
         assert receipt.status == "pending"
         assert receipt.wait(0.05) is False  # blocked: cannot be raised yet
@@ -65,6 +66,7 @@ def test_several_requests_are_raised_one_at_a_time_in_order() -> None:
     gate = Gate()
     target = Target(blocked_then_spinning(gate, threading.Event()), wanted=3)
     with target:
+        gate.until_blocked(target.thread)
         exceptions = [Tagged(i) for i in range(3)]
         receipts = [hardstop.interrupt(target.thread, exc) for exc in exceptions]
         assert [r.status for r in receipts] == ["pending"] * 3
@@ -81,6 +83,7 @@ def test_a_withdrawn_request_in_a_queue_is_skipped_and_the_rest_keep_order(withd
     gate = Gate()
     target = Target(blocked_then_spinning(gate, threading.Event()), wanted=2)
     with target:
+        gate.until_blocked(target.thread)
         exceptions = [Tagged(i) for i in range(3)]
         receipts = [hardstop.interrupt(target.thread, exc) for exc in exceptions]
         assert receipts[withdrawn].cancel() is True

@@ -17,7 +17,7 @@ import time
 import pytest
 
 import hardstop
-from conftest import WAIT
+from conftest import SWALLOWED_REASON, WAIT
 from hardstop import _hardstop
 
 RAIN = 12  # each waits for its delivery, which can take a second in this loop
@@ -68,6 +68,55 @@ def test_queue_traffic_under_interrupts_never_leaves_its_lock_held() -> None:
     assert caught[0] == RAIN
     assert not q.mutex.locked()
     assert q.get_nowait() is not None if q.qsize() else True  # still usable
+
+
+@pytest.mark.parametrize("kind", [threading.Lock, threading.RLock])
+def test_a_condition_wait_interrupted_as_it_returns_still_restores_its_lock_and_its_waiters(kind) -> None:
+    """A request armed while the target is at a wait of Condition.wait is
+    raised at its next check; if the target had just returned from the wait, that
+    check is inside the finally that takes the lock back and unlists the waiter
+    (at the start of a Lock-based condition's _acquire_restore, or right after
+    an RLock-based one's). On a free-threaded build, where the target is stopped
+    at a check to be looked at, this happens almost every time: the lock was
+    left unheld (RuntimeError: release unlocked lock) or the waiter listed."""
+    condition = threading.Condition(kind())
+    errors: list[BaseException] = []
+
+    def waits(stop: threading.Event) -> None:
+        try:
+            with condition:
+                condition.wait(0.0005)
+        except RuntimeError as error:
+            errors.append(error)
+            stop.set()
+
+    stop, caught = threading.Event(), [0]
+    # One that lands in a GC callback (hypothesis installs one) is swallowed by
+    # CPython: its receipt says so, and it is not caught.
+    swallowed: list[BaseException | None] = []
+    previous_unraisable = sys.unraisablehook
+    sys.unraisablehook = lambda unraisable: swallowed.append(unraisable.exc_value)
+    worker = threading.Thread(target=_catch_all_and_go_on, args=(waits, stop, caught))
+    worker.start()
+    try:
+        end = time.monotonic() + 1.0
+        receipts = []
+        while time.monotonic() < end and not stop.is_set():
+            receipts.append(hardstop.interrupt(worker))
+            receipts[-1].wait(WAIT)
+    finally:
+        stop.set()
+        worker.join(WAIT)
+        sys.unraisablehook = previous_unraisable
+    assert not worker.is_alive()
+    assert errors == []
+    assert [r.reason for r in receipts if r.status != "delivered"] == [SWALLOWED_REASON] * len(swallowed)
+    assert caught[0] == len(receipts) - len(swallowed)
+    assert condition.acquire(timeout=WAIT)
+    try:
+        assert list(condition._waiters) == []  # type: ignore[attr-defined]
+    finally:
+        condition.release()
 
 
 def test_a_wait_on_an_event_is_still_woken_at_once() -> None:

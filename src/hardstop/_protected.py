@@ -89,22 +89,36 @@ def _code_objects(module: types.ModuleType) -> Iterator[tuple[str, types.CodeTyp
                 yield function.__qualname__, code
 
 
+def _lines(code: types.CodeType) -> Iterator[tuple[int, dis.Instruction]]:
+    """Each instruction of ``code`` with its line."""
+    line = code.co_firstlineno
+    for instruction in dis.get_instructions(code):
+        # 3.13+ give each instruction its line; before, only the first of a line has it.
+        starts = instruction.starts_line
+        line = getattr(instruction, "line_number", None) or (starts if type(starts) is int else line)
+        yield line, instruction
+
+
 def _wait_lines(wait: types.CodeType) -> set[int]:
     """Lines of ``Condition.wait`` that block on its waiter inside the ``try``:
     each ``waiter.acquire`` but the first (which takes the fresh waiter)."""
     lines: list[int] = []
     previous: dis.Instruction | None = None
-    line = wait.co_firstlineno
-    for instruction in dis.get_instructions(wait):
-        # 3.13+ give each instruction its line; before, only the first of a line has it.
-        starts = instruction.starts_line
-        line = getattr(instruction, "line_number", None) or (starts if type(starts) is int else line)
+    for line, instruction in _lines(wait):
         if instruction.argval == "acquire" and previous is not None and previous.argval == "waiter":
             lines.append(line)
         previous = instruction
     if len(lines) < 2:
         raise RuntimeError(f"hardstop does not know this threading.Condition.wait (waits at lines {lines}).")
     return set(lines[1:])
+
+
+def _restore_lines(wait: types.CodeType) -> set[int]:
+    """Lines of ``Condition.wait`` that take the lock back (in its ``finally``)."""
+    lines = {line for line, instruction in _lines(wait) if instruction.argval == "_acquire_restore"}
+    if not lines:
+        raise RuntimeError("hardstop does not know this threading.Condition.wait (it has no _acquire_restore).")
+    return lines
 
 
 def protected_codes(modules: tuple[types.ModuleType, ...] = _MODULES) -> list[types.CodeType]:
@@ -115,12 +129,18 @@ def protected_codes(modules: tuple[types.ModuleType, ...] = _MODULES) -> list[ty
 _CODES = protected_codes()
 _WAIT = threading.Condition.wait.__code__
 _WAIT_LINES = _wait_lines(_WAIT)
+_RESTORE_LINES = _restore_lines(_WAIT)
 
 
 def _bind() -> None:
     # The __exit__ methods a with statement in any frame calls unprotected (see the docstring).
     _hardstop._bind_protected(
-        _CODES, _WAIT, _WAIT_LINES, threading.Condition.__exit__.__code__, threading.Semaphore.__exit__.__code__
+        _CODES,
+        _WAIT,
+        _WAIT_LINES,
+        _RESTORE_LINES,
+        threading.Condition.__exit__.__code__,
+        threading.Semaphore.__exit__.__code__,
     )
 
 

@@ -59,6 +59,7 @@ from types import FrameType
 from hardstop import _join, _own_threads  # noqa: F401 - _join mends Thread.join on import
 from hardstop._errors import non_negative_seconds
 from hardstop._hardstop import (
+    FrameView,
     RaiseArmedFirst,
     Receipt,
     began_wake,
@@ -141,10 +142,11 @@ def _own_stack() -> _Stack:
 
 
 def _on_stack(frame: FrameType | None) -> set[int]:
-    """The ids of ``frame`` and its callers."""
+    """The ids of ``frame`` and its callers (of the frames they show, for a
+    FrameView: free-threaded builds)."""
     ids = set()
     while frame is not None:
-        ids.add(id(frame))
+        ids.add(frame.frame_id if isinstance(frame, FrameView) else id(frame))
         frame = frame.f_back
     return ids
 

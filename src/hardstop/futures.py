@@ -274,11 +274,13 @@ class ThreadPoolExecutor(concurrent.futures.ThreadPoolExecutor):
         if not cancel_futures:
             super().shutdown(wait=wait)
             return
+        # The queue is emptied first: a worker freed by a stop would otherwise take
+        # a queued task and run it (a freed worker runs at once without a GIL).
+        super().shutdown(wait=False, cancel_futures=True)
         tasks = self._tasks.copy()
         for task in tasks:
             task.future.cancel()
             task.stop()  # also one whose future was cancelled earlier without stopping it (its own cancel())
-        super().shutdown(wait=False, cancel_futures=True)
         self._forget_dropped()
         if not wait:
             return

@@ -159,16 +159,19 @@ def _message(phase: str, seconds: float, frames: traceback.StackSummary) -> str:
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
-    report = yield
     # Made while the phase still runs only for a subtest (the subtests fixture),
     # which caught the expiry: raise it again, out of the subtest, so that the
     # test ends here instead of failing every later subtest. From the outermost
-    # wrapper, once the others are done: an old-style wrapper that saw it would warn.
+    # wrapper, once the others are done: an old-style wrapper that saw it would
+    # warn, and so would one that the deadline's next firing (10 ms on) landed
+    # in, which a shield holds back until the others are done.
     scope = item.stash.get(_SCOPE, None)
-    if scope is not None and call.excinfo is not None and _is_expiry(call.excinfo.value, scope):
-        item.stash[_STUCK_AT] = _frames(call.excinfo.value)
-        raise call.excinfo.value
-    return report
+    if scope is None or call.excinfo is None or not _is_expiry(call.excinfo.value, scope):
+        return (yield)
+    item.stash[_STUCK_AT] = _frames(call.excinfo.value)
+    with hardstop.shield():
+        yield
+    raise call.excinfo.value
 
 
 def _is_expiry(error: BaseException | None, scope: hardstop.Deadline) -> bool:

@@ -135,5 +135,11 @@ PyInit_hardstop_testext(void)
     if (m != NULL && PyModule_AddIntConstant(m, "NOT_FOUND", HARDSTOP_NOT_FOUND) < 0) {
         Py_CLEAR(m);
     }
+#ifdef Py_GIL_DISABLED
+    /* It keeps no state of its own, and hardstop's C API is safe without the GIL. */
+    if (m != NULL && PyUnstable_Module_SetGIL(m, Py_MOD_GIL_NOT_USED) < 0) {
+        Py_CLEAR(m);
+    }
+#endif
     return m;
 }

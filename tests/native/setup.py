@@ -12,7 +12,8 @@ setup(
         Extension("hardstop_testext", ["hardstop_testext.c"], include_dirs=include),
         *cythonize(
             [Extension("hardstop_cyconsumer", ["hardstop_cyconsumer.pyx"], include_dirs=include)],
-            compiler_directives={"language_level": "3"},
+            # No state of its own; hardstop's C API is safe without the GIL.
+            compiler_directives={"language_level": "3", "freethreading_compatible": True},
             quiet=True,
         ),
     ],
