@@ -58,13 +58,7 @@ cdef bint _protected_frame(PyFrameObject *frame) except -1:
     code = current.f_code
     if id(code) not in _protected_codes:
         return False
-    if code is _wait_code:
-        return not _at_a_wait(current) and (_LAZY_EXCEPTIONS or not _at(current, _restore_offsets))
-    # Taking a Condition's lock back in its wait's finally (a Lock-based one's
-    # _acquire_restore): from 3.12 the thread finishes that finally as it raises
-    # (version_quirks.pxi), so a thread blocked there, notified or timed out while
-    # another holds the lock, is a thread in a wait.
-    return _LAZY_EXCEPTIONS or code is not _acquire_restore_code
+    return code is not _wait_code or not _at_a_wait(current)
 
 
 cdef bint _in_protected_code(PyThreadState *ts) except -1:

@@ -134,11 +134,10 @@ cdef void _finish_interrupted_exit() except *:
     spent on it): in a Lock-based condition's ``_acquire_restore``, take the
     lock if it is at its first instruction, and unlist the waiter; right after
     an RLock-based one's, unlist the waiter. A request lands there when it was
-    armed while the thread waited to take the lock back (stdlib_locks.pxi counts
-    that as a wait), or while the thread was at a wait and had just returned
-    from it, stopped at the check after it: that check tests the flags as they
-    were before it stopped (3.13+), so the next check raises it (rare with a
-    GIL; on a free-threaded build, whenever the world was stopped to arm it).
+    armed while the thread was at a wait and had just returned from it, stopped
+    at the check after it: that check tests the flags as they were before it
+    stopped (3.13+), so the next check raises it (rare with a GIL; on a
+    free-threaded build, whenever the world was stopped to arm it).
     (3.12+ only: before, the exception is created later, away from that frame.)"""
     cdef PyFrameObject *frame = PyEval_GetFrame()
     if frame == NULL:
