@@ -1,13 +1,18 @@
 """Accuracy of many concurrent deadlines under load.
 
-Run: python benchmarks/deadline_accuracy.py [--threads T] [--depth D] [--span S] [--seed S]
+Run: python benchmarks/deadline_accuracy.py [--threads T] [--depth D] [--rate R | --span S] [--seed S]
 
 T threads (default 50) each nest D ``deadline_at()`` scopes (default 200; the
 outer ones due later), so that all T x D are open at once, and block innermost
-in ``threading.Event().wait()``. The deadlines are spread over S seconds (default
-2.5) from a common start, which comes after a set-up margin that grows with the
-count; a set-up that overruns it (a thread not yet in place when the first
-deadline is due) fails the run. As each scope's ``DeadlineExceeded`` reaches
+in ``threading.Event().wait()``. The deadlines fall at R a second (default
+4,000: 10,000 over 2.5 s), or over S seconds, from a common start, which comes
+after a set-up margin that grows with the count; a set-up that overruns it (a
+thread not yet in place when the first deadline is due) fails the run. The
+rate stays the same as the count grows, so that a larger run measures what
+many open deadlines and threads cost (the heap, the collector, the walks over
+threads); ``--span`` or ``--rate`` finds the rate at which the machine no
+longer keeps up (each expiry wakes a thread, which catches the exception and
+waits again: on 2 CPUs with the GIL, that work saturates first). As each scope's ``DeadlineExceeded`` reaches
 it, the thread records ``time.monotonic() - scope.when`` and waits again
 (``threading.Event().wait()`` in even threads, ``hardstop.sleep(60)`` in odd
 ones) until the enclosing scope fires.
@@ -109,7 +114,8 @@ def measure_accuracy(
     total = threads * depth
     print(
         f"\n2. Accuracy: {total:,} concurrent deadlines, {threads} threads x {depth} nested "
-        f"deadline_at() scopes, spread over {span:g} s after a set-up margin of {margin:.1f} s"
+        f"deadline_at() scopes, spread over {span:g} s ({total / span:,.0f} a second) after a set-up "
+        f"margin of {margin:.1f} s"
     )
     print(f"  before: {load()}")
     rng = random.Random(seed)
@@ -287,21 +293,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=50)
     parser.add_argument("--depth", type=int, default=200, help="nested deadlines per thread")
-    parser.add_argument("--span", type=float, default=2.5, help="seconds over which the deadlines fall")
+    when = parser.add_mutually_exclusive_group()
+    when.add_argument("--rate", type=float, default=4000.0, help="deadlines due per second")
+    when.add_argument("--span", type=float, help="seconds over which the deadlines fall (instead of --rate)")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     for name in ("threads", "depth"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} takes a positive count, not {getattr(args, name)}")
-    if not args.span > 0:
+    if args.span is not None and not args.span > 0:
         parser.error(f"--span takes a positive number of seconds, not {args.span}")
+    if not args.rate > 0:
+        parser.error(f"--rate takes a positive number of deadlines a second, not {args.rate}")
     began = time.monotonic()
     print_header("hardstop-threads")
     summary: list[tuple[str, str, str, str]] = []
     total = args.threads * args.depth
+    span = args.span if args.span is not None else total / args.rate
     margin = max(SETUP_MARGIN_MIN, total * SETUP_SECONDS_PER_SCOPE)
     goal = 2.0 if total <= 10_000 else 5.0
-    complete = measure_accuracy(args.threads, args.depth, args.span, margin, args.seed, goal, summary)
+    complete = measure_accuracy(args.threads, args.depth, span, margin, args.seed, goal, summary)
     print_summary(summary, began)
     sys.exit(0 if complete else 1)
 

@@ -21,6 +21,7 @@ cdef extern from "Python.h":
         PyObject *dict
         PyObject *async_exc
         unsigned long thread_id
+        unsigned long long id      # unique in its interpreter: a newer state has a larger one
         _PyErr_StackItem *exc_info
     int PY_VERSION_HEX
     PyInterpreterState *PyInterpreterState_Get()
@@ -82,6 +83,32 @@ cdef extern from *:
     # The offset in bytes of its last instruction, as ``frame.f_lasti`` gives it
     # (public from 3.11, a field of the frame before).
     int hardstop_frame_lasti(PyFrameObject *)
+
+cdef extern from *:
+    """
+    /* A local variable of a frame, read where it is kept (3.12+). 3.10/3.11 have
+       no such accessor: there it comes from f_locals, a dict made for the call. */
+    #if PY_VERSION_HEX >= 0x030C0000
+    #define hardstop_frame_var(f, name) PyFrame_GetVar((f), (name))
+    #else
+    static PyObject *hardstop_frame_var(PyFrameObject *frame, PyObject *name) {
+        PyObject *locals = PyObject_GetAttrString((PyObject *)frame, "f_locals");
+        PyObject *value;
+        if (locals == NULL) {
+            return NULL;
+        }
+        value = PyDict_GetItemWithError(locals, name);
+        Py_XINCREF(value);
+        Py_DECREF(locals);
+        if (value == NULL && !PyErr_Occurred()) {
+            PyErr_SetObject(PyExc_NameError, name);
+        }
+        return value;
+    }
+    #endif
+    """
+    # The value of the local ``name`` (a new reference); NameError when unbound.
+    object hardstop_frame_var(PyFrameObject *, object)
 
 cdef extern from *:
     """

@@ -15,6 +15,8 @@ def after_fork_in_child():
         pending.extend(_drop_pending(record))   # every other thread is gone here
     _records.clear()
     _armed_count = 0
+    _armed_records.clear()
+    _queued_records.clear()
     if own is not None:   # the forking thread goes on: its scopes and shields stay
         if own.watching_leave:
             _PyEval_SetProfile(PyThreadState_Get(), NULL, NULL)
@@ -22,6 +24,7 @@ def after_fork_in_child():
         own.handling = 0
         own.last_delivered = None   # a parent's receipt, never corrected here
         own.ident = me
+        own.state = NULL   # (its state stays; the list around it changed)
         own.key = me
         _records[me] = own
     _armed_unwoken.clear()

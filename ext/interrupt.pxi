@@ -169,23 +169,24 @@ cdef Receipt _arm_and_wake(object target, object key, object instance, object ca
     """Arm, and end the target's wait: here when it needs no waking, else in hardstop._wake."""
     cdef Receipt receipt
     cdef unsigned long ident = key
-    cdef bint waits_on_condition = False
+    cdef tuple condition_wait = None
     cdef int lasti = 0
     code = None
     wake = _wake
     _stop_world()   # free-threaded: its frames are read while it cannot change them
     try:
-        frame = _live_frame(ident)
+        frame = _live_frame(key)
         if frame is not None:
             code = hardstop_frame_code(<PyFrameObject *>frame)
-            waits_on_condition = _in_condition_wait(frame, code)
+            condition_wait = _condition_wait_of(frame, code)
             lasti = hardstop_frame_lasti(<PyFrameObject *>frame)
         frame = None
     finally:
         _start_world()
-    if wake is not None and (_signal_workers or _has_unblockers(key) or waits_on_condition
-                             or key == _threading._main_thread._ident):
+    if wake is not None and (_signal_workers or _has_unblockers(key) or key == _threading._main_thread._ident):
         return _woken_by_python(wake, target, key, instance, carrier)
+    if wake is not None and condition_wait is not None:
+        return _arm_waking_condition(condition_wait[0], condition_wait[1], None, target, key, instance, carrier)
     receipt = _arm_patiently(target, key, instance, carrier)
     if receipt._record.armed is receipt:
         receipt._wake_note = _NOTE_WORKER
@@ -213,7 +214,7 @@ cdef void _note_queued(Receipt receipt) except *:
         return
     _stop_world()
     try:
-        protected = _count_states(receipt.ident, &ts) == 1 and _in_protected_code(ts)
+        protected = _states_of(receipt._record, &ts) == 1 and _in_protected_code(ts)
     finally:
         _start_world()
     receipt._wake_note = _NOTE_PROTECTED if protected else _NOTE_QUEUED
@@ -228,6 +229,9 @@ cdef enum:
     _NOTE_DEFERRED
     _NOTE_PROTECTED
     _NOTE_QUEUED
+    _NOTE_WAITER_RELEASED
+    _NOTE_HANDED_ON
+    _NOTE_LEFT_WAIT
 
 cdef str _NOT_WOKEN_TAIL = (
     "; if it is blocked in C (time.sleep, Lock.acquire, I/O), it raises only when that call returns"
@@ -247,6 +251,12 @@ cdef str _wake_text(Receipt receipt):
                 "would leave a lock held; it is armed (and woken) as soon as the thread is out")
     if note == _NOTE_QUEUED:
         return "not yet: queued behind an earlier request, and woken when it is armed"
+    if note == _NOTE_WAITER_RELEASED:
+        return "Condition.wait: its waiter was released"
+    if note == _NOTE_HANDED_ON:
+        return "Condition.wait: it was notified already; the notification was handed on"
+    if note == _NOTE_LEFT_WAIT:
+        return "Condition.wait: it had already left the wait"
     why = "not woken: no wait hardstop can end was found in this worker thread"
     code = receipt._wake_code
     if code is None:
@@ -259,7 +269,7 @@ cdef str _wake_text(Receipt receipt):
     return f"{why} (it is in {code.co_name}, {code.co_filename}:{line}){_NOT_WOKEN_TAIL}"
 
 
-def unlist_waiter(waiters, waiter):
+cpdef bint unlist_waiter(waiters, waiter) except -1:
     """Take ``waiter`` out of a Condition's ``_waiters``; False when it is not
     listed (it was notified). No ValueError on that common branch: raising and
     catching one cost more than the rest of the wake."""

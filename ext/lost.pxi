@@ -50,7 +50,7 @@ cdef double _settle_lost_stopped(Receipt receipt) except? -2.0:
     cdef PyThreadState *ts = NULL
     cdef PyObject *carrier = <PyObject *>receipt._carrier
     cdef double now
-    if receipt._status is not PENDING or record.armed is not receipt or _count_states(receipt.ident, &ts) != 1:
+    if receipt._status is not PENDING or record.armed is not receipt or _states_of(record, &ts) != 1:
         return 0.0   # queued, done, or its thread is ending (or being started): others settle it
     if hardstop_slot(ts) == carrier or record.delivering:
         receipt._taken_at = 0.0

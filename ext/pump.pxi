@@ -21,7 +21,7 @@ cdef tuple _pump_round():
     global _pump_running
     cdef _ThreadRecord record
     armed = _due_rewakes(_monotonic())
-    for record in [record for record in _records.values() if (<_ThreadRecord>record).queued is not None]:
+    for record in list(_queued_records.values()):
         if record.armed is not None:
             _settle_lost(record.armed)
         receipt = _arm_next(record)
@@ -52,8 +52,8 @@ cdef bint _pump_needed():
     cdef _ThreadRecord record
     if _armed_unwoken:
         return True
-    for record in _records.values():
-        if record.queued is not None and (record.reporting or _first_free(record.queued) is not None):
+    for record in _queued_records.values():
+        if (record.reporting or _first_free(record.queued) is not None):
             return True
     return False
 

@@ -104,12 +104,12 @@ cdef class Receipt:
         if queue is not None and self in queue:
             queue.remove(self)
             if not queue:
-                record.queued = None
+                _unqueue(record)
             _finish(self, CANCELLED, None)
             return True
         if self._woken:
             return False   # its wait was ended for it: only the exception may end it honestly
-        if record.armed is not self or not _disarm(self.ident, self._carrier):
+        if record.armed is not self or not _disarm_record(record, self._carrier):
             return False   # the target has taken it from the slot: it is being raised
         _take_armed(record)
         _finish(self, CANCELLED, None)
@@ -244,7 +244,7 @@ cdef object _arm_next_stopped(_ThreadRecord record):
     cdef PyThreadState *ts = NULL
     queue = record.queued
     while queue:
-        n = _count_states(record.ident, &ts)
+        n = _states_of(record, &ts)
         if n > 1:
             return None   # a twin is present (3.10/3.11: a thread being started); the pump retries
         if n == 1 and _still_handling(record, ts):
@@ -259,7 +259,7 @@ cdef object _arm_next_stopped(_ThreadRecord record):
             return None   # all held back: the shield's exit arms the next
         queue.remove(receipt)
         if not queue:
-            record.queued = None
+            _unqueue(record)
         if n == 0:
             _finish(receipt, UNDELIVERED, _why_ended())
             continue
@@ -306,10 +306,11 @@ cdef Receipt _arm_request(object thread, object key, object exc, object carrier,
 cdef Receipt _arm_request_stopped(object thread, object key, object exc, object carrier,
                                   long long level, object scope):
     cdef unsigned long ident = key
-    cdef PyThreadState *ts
+    cdef PyThreadState *ts = NULL
     cdef Receipt receipt
-    cdef _ThreadRecord record
-    ts = _only_state(ident)
+    cdef _ThreadRecord record = _records.get(key)
+    if record is None or _states_of(record, &ts) != 1:
+        ts = _only_state(ident)   # (raises unless exactly one state carries the ident)
     record = _record_for(ts, key)
     receipt = Receipt.__new__(Receipt)
     receipt.thread = thread
@@ -454,13 +455,6 @@ cdef class RaiseArmedFirst:
                 raise receipt.exception
 
 
-def began_wake(Receipt receipt):
-    """Called just before the target's Condition wait is ended for ``receipt``
-    (armed): from here on it can no longer be withdrawn."""
-    with cython.critical_section(_CORE):
-        receipt._woken = True
-
-
 def is_armed(Receipt receipt):
     """True while ``receipt`` is the request in its thread's slot, not yet raised."""
     with cython.critical_section(_CORE):
@@ -478,7 +472,7 @@ def still_handling(unsigned long ident):
             return False
         _stop_world()
         try:
-            return _count_states(ident, &ts) == 1 and _still_handling(record, ts)
+            return _states_of(record, &ts) == 1 and _still_handling(record, ts)
         finally:
             _start_world()
 

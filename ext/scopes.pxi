@@ -47,7 +47,7 @@ cdef void _release_held(_ThreadRecord record, bint may_start_pump=True) except *
     # after this one. Started first, since it is Python code and this thread
     # raises what gets armed at its next check.
     _stop_world()
-    busy = _count_states(record.ident, &ts) != 1 or _still_handling(record, ts) or hardstop_slot(ts) != NULL
+    busy = _states_of(record, &ts) != 1 or _still_handling(record, ts) or hardstop_slot(ts) != NULL
     _start_world()
     if (len(free) > 1 or busy) and may_start_pump and _start_pump is not None and claim_pump():
         _start_pump()

@@ -1,8 +1,11 @@
 # Thread states, and the one record hardstop keeps per thread.
 #
 # A request names an ident; CPython arms the first thread state that carries it,
-# which may be an idle twin. So every step walks this interpreter's thread states
-# (_count_states) and acts only when exactly one carries the ident.
+# which may be an idle twin. So every step acts only when exactly one of this
+# interpreter's thread states carries the ident: _count_states walks them all,
+# and _states_of (for a thread with a record) walks them only when a thread
+# state was added since its last walk (with 1,000 threads a walk cost more than
+# the rest of a request).
 #
 # Everything hardstop knows about one thread is in its _ThreadRecord: what is
 # armed in its slot, what is queued behind it, what it is handling, its scopes
@@ -17,6 +20,10 @@
 # per-thread lock goes.)
 
 cdef Py_ssize_t _armed_count = 0   # records with something armed: 3.10-3.12 re-signal them
+# The records with something armed (3.10-3.12 only: _resignal_armed), and those
+# with something queued (the pump's work): so that neither looks at every thread.
+cdef dict _armed_records = {}
+cdef dict _queued_records = {}
 cdef dict _active = threading._active   # threading's own registry: ident -> Thread
 cdef str _WATCH_KEY = "hardstop._hardstop.watch"
 
@@ -43,6 +50,11 @@ cdef class _ThreadRecord:
     cdef bint watching_leave  # its profile function is _leave_watch (stdlib_locks.pxi)
     cdef int reporting        # it is inside the sys.unraisablehook wrapper (unraisable.pxi)
     cdef bint delivering      # it is inside a carrier's __new__ (receipt.pxi's deliver)
+    # Its thread state, as the last walk found it alone with the ident, and the
+    # interpreter's newest state (address and id) then: see _states_of.
+    cdef PyThreadState *state
+    cdef PyThreadState *newest
+    cdef unsigned long long newest_id
 
 
 cdef dict _records = {}   # ident -> _ThreadRecord
@@ -73,6 +85,7 @@ cdef inline void _start_world() noexcept:
             hardstop_start_world()
 
 
+@cython.no_gc
 cdef class _ThreadWatch:
     """Kept in a target's thread-state dict; CPython drops it as the thread ends.
 
@@ -96,6 +109,34 @@ cdef int _count_states(unsigned long ident, PyThreadState **found) noexcept:
             n += 1
             found[0] = ts
         ts = PyThreadState_Next(ts)
+    return n
+
+
+cdef int _states_of(_ThreadRecord record, PyThreadState **found) noexcept:
+    """``_count_states`` for a thread with a record, without the walk when no
+    thread state was added since the last one found it alone.
+
+    New thread states go to the head of the list, so an unchanged head (same
+    address, same unique id: not a new state where a freed one was) means none
+    was added: no twin can have appeared. Its own state is still alive while the
+    record is in _records: the record leaves it when the thread's watch is freed,
+    and the watch (referenced only by the state's dict, and untracked by the
+    collector, so nothing else can hold it) is freed as CPython clears that dict,
+    before it frees the state. Not while the interpreter shuts down (it frees
+    other threads' states without clearing them), nor on free-threaded builds
+    (a watch may be freed later, by the thread that made it)."""
+    cdef PyThreadState *head = PyInterpreterState_ThreadHead(PyInterpreterState_Get())
+    cdef int n
+    if (not HARDSTOP_FREE_THREADED and record.state != NULL and head == record.newest
+            and head.id == record.newest_id and not hardstop_is_finalizing()
+            and _records.get(record.key) is record):
+        found[0] = record.state
+        return 1
+    n = _count_states(record.ident, found)
+    if n == 1 and head != NULL and _records.get(record.key) is record:
+        record.state, record.newest, record.newest_id = found[0], head, head.id
+    else:
+        record.state = NULL
     return n
 
 
@@ -136,6 +177,18 @@ cdef bint _disarm(unsigned long ident, object carrier) noexcept:
     return emptied
 
 
+cdef bint _disarm_record(_ThreadRecord record, object carrier) noexcept:
+    """``_disarm`` for a thread with a record: its one state, without a walk
+    when _states_of can tell."""
+    cdef PyThreadState *ts = NULL
+    if HARDSTOP_FREE_THREADED or _states_of(record, &ts) != 1:
+        return _disarm(record.ident, carrier)
+    if not hardstop_empty_slot_if(ts, <PyObject *>carrier):
+        return False
+    Py_DECREF(carrier)   # the slot's reference (a class: nothing runs)
+    return True
+
+
 cdef bint _disarm_here(object carrier) noexcept:
     """Empty the calling thread's own slot if it still holds ``carrier``."""
     if not hardstop_empty_slot_if(PyThreadState_Get(), <PyObject *>carrier):
@@ -148,6 +201,8 @@ cdef inline void _set_armed(_ThreadRecord record, Receipt receipt) noexcept:
     global _armed_count
     if record.armed is None:
         _armed_count += 1
+        if _SHARED_FLAG:
+            _armed_records[record.key] = record
     record.armed = receipt
 
 
@@ -158,23 +213,33 @@ cdef inline Receipt _take_armed(_ThreadRecord record):
     if receipt is not None:
         _armed_count -= 1
         record.armed = None
+        if _SHARED_FLAG:
+            _armed_records.pop(record.key, None)
     return receipt
 
 
 cdef inline void _enqueue(_ThreadRecord record, Receipt receipt, bint first=False):
     if record.queued is None:
         record.queued = [receipt]
+        _queued_records[record.key] = record
     elif first:
         record.queued.insert(0, receipt)
     else:
         record.queued.append(receipt)
 
 
+cdef inline void _unqueue(_ThreadRecord record):
+    """Its queue is empty (or dropped)."""
+    if record.queued is not None:
+        record.queued = None
+        _queued_records.pop(record.key, None)
+
+
 cdef list _drop_pending(_ThreadRecord record):
     """Take every request the record holds (armed first, then queued)."""
     cdef Receipt armed = _take_armed(record)
     pending = record.queued if record.queued is not None else []
-    record.queued = None
+    _unqueue(record)
     if armed is not None:
         pending.insert(0, armed)
     return pending
@@ -192,6 +257,7 @@ cdef void _thread_ended(_ThreadRecord record):
     cdef Receipt receipt
     if _records.get(record.key) is record:
         del _records[record.key]
+    record.state = NULL
     pending = _drop_pending(record)
     record.handling = 0
     record.last_delivered = None
@@ -277,12 +343,14 @@ cdef PyThreadState *_only_state(unsigned long ident) except NULL:
     )
 
 
-cdef object _live_frame(unsigned long ident):
-    """The frame the thread ``ident`` runs, or None; the caller has stopped the
-    world (PyThreadState_GetFrame may make the frame object: never while it runs)."""
+cdef object _live_frame(object key):
+    """The frame the thread with ident ``key`` (an int) runs, or None; the caller
+    has stopped the world (PyThreadState_GetFrame may make the frame object:
+    never while it runs)."""
     cdef PyThreadState *ts = NULL
     cdef PyFrameObject *frame
-    if _count_states(ident, &ts) != 1:
+    cdef _ThreadRecord record = _records.get(key)
+    if (_states_of(record, &ts) if record is not None else _count_states(key, &ts)) != 1:
         return None
     frame = PyThreadState_GetFrame(ts)
     if frame == NULL:

@@ -24,7 +24,7 @@ blocked in C sleeps on. hardstop ends two kinds of waits, in any thread:
   briefly; if it stays busy, a helper thread finishes the wake once it gets it,
   and the exception is then armed before the lock is held (a notification that
   reaches the target in that window is still handed on if the target is still
-  inside the wait).
+  inside the wait). This wake is compiled (``ext/condition_wake.pxi``).
 
 * **The main thread, in any wait that retries on EINTR** (POSIX): ``time.sleep``,
   ``Lock.acquire``, ``Thread.join``, ``select``, socket and pipe I/O,
@@ -62,13 +62,14 @@ from hardstop._hardstop import (
     FrameView,
     RaiseArmedFirst,
     Receipt,
-    began_wake,
+    arm_waking_condition,
     current_frame,
+    end_armed_condition_wait,
+    end_condition_wait,
     in_protected_code,
     is_armed,
     shield,
     shielded_exit,
-    unlist_waiter,
     write_unraisable,
 )
 
@@ -87,8 +88,6 @@ _SIGNAL_NAMES = {
     for name, number in sorted(vars(_signal).items(), reverse=True)
     if name.startswith("SIG") and not name.startswith("SIG_") and isinstance(number, int)
 }
-_LOCK_PATIENCE = 0.05  # seconds the interrupter waits for a busy condition lock
-_CONDITION_WAIT = threading.Condition.wait.__code__
 
 
 _wake_signal: int | None = None  # the signal our handler is installed on, if any
@@ -141,14 +140,18 @@ def _own_stack() -> _Stack:
     return stack
 
 
-def _on_stack(frame: FrameType | None) -> set[int]:
-    """The ids of ``frame`` and its callers (of the frames they show, for a
-    FrameView: free-threaded builds)."""
-    ids = set()
-    while frame is not None:
-        ids.add(frame.frame_id if isinstance(frame, FrameView) else id(frame))
+def _running(sought: set[int], frame: FrameType | None) -> set[int]:
+    """Which of the frame ids ``sought`` are ``frame`` or its callers (for a
+    FrameView, free-threaded builds: the frames it shows). The walk stops once
+    all are found: a block's frame is near the top, and a deep stack (100 nested
+    calls) made every wake walk and materialise all of it."""
+    found: set[int] = set()
+    while frame is not None and len(found) < len(sought):
+        frame_id = frame.frame_id if isinstance(frame, FrameView) else id(frame)
+        if frame_id in sought:
+            found.add(frame_id)
         frame = frame.f_back
-    return ids
+    return found
 
 
 class unblocking:
@@ -205,7 +208,7 @@ def _remove(entry: _Unblocker) -> None:
 def _drop_stale(stack: _Stack, caller: FrameType) -> None:
     """Drop the entries of blocks left without ``__exit__``: the same ``with``
     statement entered again, or a frame no longer running."""
-    running = _on_stack(caller)
+    running = _running({id(entry.frame) for entry in stack.entries if entry.frame is not None}, caller)
     for entry in list(stack.entries):
         frame = entry.frame
         if frame is None or id(frame) not in running or (frame is caller and entry.offset == caller.f_lasti):
@@ -220,7 +223,8 @@ def _innermost_unblocker(ident: int) -> _Unblocker | None:
     stack = _stacks.get(ident)
     if stack is None or not stack.entries:
         return None
-    running = _on_stack(current_frame(ident))
+    sought = {id(entry.frame) for entry in stack.entries if entry.active and entry.frame is not None}
+    running = _running(sought, current_frame(ident))
     for entry in reversed(stack.entries):
         if entry.active and id(entry.frame) in running:
             return entry
@@ -244,65 +248,18 @@ def _call_unblocker(receipt: Receipt) -> bool:
     return True
 
 
-def _condition_wait(ident: int) -> tuple[Any, Any] | None:
-    """``(condition, waiter)`` if the thread is inside ``Condition.wait``, else None."""
-    return _condition_wait_in(current_frame(ident))
-
-
-def _condition_wait_in(frame: FrameType | None) -> tuple[Any, Any] | None:
-    # The wait itself, or (for a Lock-based condition) its Python _acquire_restore.
-    for _ in range(2):
-        if frame is None:
-            return None
-        if frame.f_code is _CONDITION_WAIT:
-            names = frame.f_locals
-            return names.get("self"), names.get("waiter")
-        frame = frame.f_back
-    return None
-
-
-def _end_condition_wait(condition: Any, waiter: Any, receipt: Receipt) -> None:
-    """With the condition's lock held and the exception armed: end the wait."""
-    if unlist_waiter(condition._waiters, waiter):
-        began_wake(receipt)  # withdrawn, the released wait would return as if notified
-        waiter.release()
-        receipt.wake = "Condition.wait: its waiter was released"
-    elif _condition_wait(receipt.ident) == (condition, waiter):
-        # Not listed: notified already, and still inside that wait, where it will
-        # raise instead of acting on the notification: hand it on.
-        began_wake(receipt)  # withdrawn, it would act on a notification given away
-        condition.notify(1)
-        receipt.wake = "Condition.wait: it was notified already; the notification was handed on"
-    else:
-        receipt.wake = "Condition.wait: it had already left the wait"
-
-
 def _wake_condition_later(condition: Any, waiter: Any, receipt: Receipt) -> None:
     with condition:
-        if is_armed(receipt):
-            _end_condition_wait(condition, waiter, receipt)
+        end_condition_wait(condition, waiter, receipt)
 
 
 def wake_armed(receipt: Receipt) -> None:
     """End the wait of a target whose exception was armed without its lock held."""
-    if _call_unblocker(receipt):
+    if _call_unblocker(receipt) or end_armed_condition_wait(receipt):
         return
     frame = current_frame(receipt.ident)
-    found = _condition_wait_in(frame)
-    if not is_armed(receipt):
-        return
-    if found is None:
+    if is_armed(receipt):
         _wake_without_condition(receipt, frame)
-        return
-    condition, waiter = found
-    if condition._lock.acquire(True, _LOCK_PATIENCE):
-        try:
-            if is_armed(receipt):
-                _end_condition_wait(condition, waiter, receipt)
-        finally:
-            condition._lock.release()
-        return
-    _wake_condition_in_helper(condition, waiter, receipt)
 
 
 def _wake_condition_in_helper(condition: Any, waiter: Any, receipt: Receipt) -> None:
@@ -482,25 +439,13 @@ def arm_and_wake(ident: int, arm: Callable[[], Receipt]) -> Receipt:
             wake_armed(receipt)
         _note_queued(receipt)
         return receipt
+    woken = arm_waking_condition(ident, arm)
+    if woken is not None:
+        return woken
     frame = current_frame(ident)
-    found = _condition_wait_in(frame)
-    if found is not None:
-        condition, waiter = found
-        if condition._lock.acquire(True, _LOCK_PATIENCE):
-            try:
-                receipt = arm()
-                if is_armed(receipt):
-                    _end_condition_wait(condition, waiter, receipt)
-            finally:
-                condition._lock.release()
-            _note_queued(receipt)
-            return receipt
     receipt = arm()
     if is_armed(receipt):
-        if found is not None:  # its lock stayed busy: a helper finishes the wake
-            _wake_condition_in_helper(found[0], found[1], receipt)
-        else:
-            _wake_without_condition(receipt, frame)
+        _wake_without_condition(receipt, frame)
     _note_queued(receipt)
     return receipt
 
