@@ -118,11 +118,11 @@ cdef int _states_of(_ThreadRecord record, PyThreadState **found) noexcept:
 
     New thread states go to the head of the list, so an unchanged head (same
     address, same unique id: not a new state where a freed one was) means none
-    was added: no twin can have appeared. Its own state is still alive while the
-    record is in _records: the record leaves it when the thread's watch is freed,
-    and the watch (referenced only by the state's dict, and untracked by the
-    collector, so nothing else can hold it) is freed as CPython clears that dict,
-    before it frees the state. Not while the interpreter shuts down (it frees
+    was added: no twin can have appeared. The state kept is the one whose dict
+    holds the record's watch, alive while the record is in _records: the record
+    leaves _records when the watch is freed, and the watch (referenced only by
+    the state's dict, and untracked by the collector, so nothing else can hold
+    it) is freed as CPython clears that dict, before it frees the state. Not while the interpreter shuts down (it frees
     other threads' states without clearing them), nor on free-threaded builds
     (a watch may be freed later, by the thread that made it)."""
     cdef PyThreadState *head = PyInterpreterState_ThreadHead(PyInterpreterState_Get())
@@ -133,11 +133,21 @@ cdef int _states_of(_ThreadRecord record, PyThreadState **found) noexcept:
         found[0] = record.state
         return 1
     n = _count_states(record.ident, found)
-    if n == 1 and head != NULL and _records.get(record.key) is record:
+    record.state = NULL
+    if n == 1 and _records.get(record.key) is record and _holds_watch_of(found[0], record):
         record.state, record.newest, record.newest_id = found[0], head, head.id
-    else:
-        record.state = NULL
     return n
+
+
+cdef inline bint _holds_watch_of(PyThreadState *ts, _ThreadRecord record) noexcept:
+    """Is ``ts`` the state whose dict holds the record's watch? (The one state a
+    record may stand for: another with the ident, in another interpreter that
+    shares this module, ends without telling the record.)"""
+    cdef PyObject *watch
+    if ts.dict == NULL:
+        return False
+    watch = PyDict_GetItem(<object>ts.dict, _WATCH_KEY)   # borrowed; never raises
+    return watch != NULL and (<_ThreadWatch>watch).record is record
 
 
 def thread_idents():

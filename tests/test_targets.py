@@ -201,6 +201,41 @@ def test_a_twin_thread_state_is_refused_and_the_running_thread_is_untouched(nati
     assert [type(e) for e in target.caught] == [hardstop.Interrupted]
 
 
+def test_a_twin_made_after_a_request_reached_the_thread_is_refused_too(native) -> None:
+    # hardstop remembers a thread's state between requests (a walk over 1,000
+    # threads cost more than the rest of a request); a state added since must
+    # still be seen.
+    testext, _ = native
+    make_twin = threading.Event()
+    twin_made = threading.Event()
+    twin_gone = threading.Event()
+    addresses: list[int] = []
+
+    def body() -> None:
+        if not addresses:
+            make_twin.wait(WAIT)  # blocked in C: the first request is withdrawn before it can land
+            addresses.append(testext.make_twin())
+            twin_made.set()
+            twin_gone.wait(WAIT)
+        spin(target.stop)
+
+    target = Target(body)
+    with target:
+        ident = target.thread.ident
+        first = hardstop.interrupt(target.thread, wake=False)
+        assert first.cancel() is True
+        make_twin.set()
+        assert twin_made.wait(WAIT)
+        refused = rf"^2 thread states of this interpreter carry ident {ident}"
+        with pytest.raises(hardstop.AmbiguousThread, match=refused):
+            hardstop.interrupt(target.thread)
+        assert_nothing_pending(ident)
+        testext.drop_twin(addresses[0])
+        twin_gone.set()
+        assert hardstop.interrupt(target.thread).wait(WAIT)
+    assert [type(e) for e in target.caught] == [hardstop.Interrupted]
+
+
 def test_the_raw_ctypes_recipe_arms_the_idle_twin_and_never_reaches_the_running_thread(native) -> None:
     """What the ambiguity check protects against, shown with the bare call."""
     testext, _ = native
