@@ -15,7 +15,6 @@ def after_fork_in_child():
         pending.extend(_drop_pending(record))   # every other thread is gone here
     _records.clear()
     _armed_count = 0
-    _armed_records.clear()
     _queued_records.clear()
     if own is not None:   # the forking thread goes on: its scopes and shields stay
         if own.watching_leave:

@@ -28,8 +28,10 @@ cdef void _resignal_armed():
     cdef _ThreadRecord record
     cdef Receipt receipt
     cdef PyThreadState *ts = NULL
-    for record in list(_armed_records.values()):
+    for record in _records.values():
         receipt = record.armed
+        if receipt is None:
+            continue
         if _states_of(record, &ts) == 1 and ts.async_exc == <PyObject *>receipt._carrier:
             PyThreadState_SetAsyncExc(receipt.ident, <PyObject *>receipt._carrier)
             return
