@@ -3,7 +3,7 @@
 def after_fork_in_child():
     """In a child process: nothing armed or queued in the parent is ever raised
     here; the deadlines of the thread that forked fire here from a new watchdog."""
-    global _pump_running, _watchdog_running, _wakeup, _armed_count
+    global _pump_running, _watchdog_running, _wakeup, _armed_count, _last_record
     cdef unsigned long me = PyThread_get_thread_ident()
     cdef _ThreadRecord own = _record_here()
     cdef _ThreadRecord record
@@ -13,8 +13,10 @@ def after_fork_in_child():
     pending = _drop_pending(own) if own is not None else []
     for record in _records.values():
         pending.extend(_drop_pending(record))   # every other thread is gone here
+        record.state = NULL
     _records.clear()
     _armed_count = 0
+    _last_record = None
     _queued_records.clear()
     if own is not None:   # the forking thread goes on: its scopes and shields stay
         if own.watching_leave:

@@ -308,7 +308,7 @@ cdef Receipt _arm_request_stopped(object thread, object key, object exc, object 
     cdef unsigned long ident = key
     cdef PyThreadState *ts = NULL
     cdef Receipt receipt
-    cdef _ThreadRecord record = _records.get(key)
+    cdef _ThreadRecord record = _record_of(key, ident)
     if record is None or _states_of(record, &ts) != 1:
         ts = _only_state(ident)   # (raises unless exactly one state carries the ident)
     record = _record_for(ts, key)

@@ -127,16 +127,32 @@ cdef int _states_of(_ThreadRecord record, PyThreadState **found) noexcept:
     (a watch may be freed later, by the thread that made it)."""
     cdef PyThreadState *head = PyInterpreterState_ThreadHead(PyInterpreterState_Get())
     cdef int n
-    if (not HARDSTOP_FREE_THREADED and record.state != NULL and head == record.newest
-            and head.id == record.newest_id and not hardstop_is_finalizing()
-            and _records.get(record.key) is record):
+    # (An ended record's state is NULL: _thread_ended, fork.pxi.)
+    if (record.state != NULL and head == record.newest and head.id == record.newest_id
+            and not hardstop_is_finalizing()):
         found[0] = record.state
         return 1
     n = _count_states(record.ident, found)
     record.state = NULL
-    if n == 1 and _records.get(record.key) is record and _holds_watch_of(found[0], record):
+    if (not HARDSTOP_FREE_THREADED and n == 1 and _records.get(record.key) is record
+            and _holds_watch_of(found[0], record)):
         record.state, record.newest, record.newest_id = found[0], head, head.id
     return n
+
+
+cdef _ThreadRecord _last_record = None   # the last looked up: most requests go where the last one went
+
+
+cdef inline _ThreadRecord _record_of(object key, unsigned long ident):
+    """The record of the thread with ident ``key`` (``ident`` as a C number), or None."""
+    global _last_record
+    cdef _ThreadRecord record = _last_record
+    if record is not None and record.ident == ident and record.state != NULL:
+        return record   # (not ended: an ended record's state is NULL)
+    record = _records.get(key)
+    if record is not None:
+        _last_record = record
+    return record
 
 
 cdef inline bint _holds_watch_of(PyThreadState *ts, _ThreadRecord record) noexcept:
@@ -355,8 +371,9 @@ cdef object _live_frame(object key):
     never while it runs)."""
     cdef PyThreadState *ts = NULL
     cdef PyFrameObject *frame
-    cdef _ThreadRecord record = _records.get(key)
-    if (_states_of(record, &ts) if record is not None else _count_states(key, &ts)) != 1:
+    cdef unsigned long ident = key
+    cdef _ThreadRecord record = _record_of(key, ident)
+    if (_states_of(record, &ts) if record is not None else _count_states(ident, &ts)) != 1:
         return None
     frame = PyThreadState_GetFrame(ts)
     if frame == NULL:
