@@ -281,10 +281,14 @@ cdef object _live_frame(unsigned long ident):
     """The frame the thread ``ident`` runs, or None; the caller has stopped the
     world (PyThreadState_GetFrame may make the frame object: never while it runs)."""
     cdef PyThreadState *ts = NULL
-    cdef PyFrameObject *frame
     if _count_states(ident, &ts) != 1:
         return None
-    frame = PyThreadState_GetFrame(ts)
+    return _frame_of(ts)
+
+
+cdef object _frame_of(PyThreadState *ts):
+    """The frame thread state ``ts`` runs, or None (the world stopped, as above)."""
+    cdef PyFrameObject *frame = PyThreadState_GetFrame(ts)
     if frame == NULL:
         return None
     result = <object><PyObject *>frame
