@@ -175,7 +175,7 @@ cdef Receipt _arm_and_wake(object target, object key, object instance, object ca
     cdef PyThreadState *ts = NULL
     code = None
     wake = _wake
-    main = key == _threading._main_thread._ident
+    cdef bint main = key == _threading._main_thread._ident
     _stop_world()   # free-threaded: its frames are read while it cannot change them
     try:
         if _count_states(ident, &ts) == 1:
@@ -239,8 +239,9 @@ cdef str _NOT_WOKEN_TAIL = (
 )
 # 3.15+ (hardstop._wake's, too): a worker not signalled is in no call the wake signal ends.
 cdef str _NOT_SIGNAL_ENDED_TAIL = (
-    "; it is in no call that the wake signal ends (time.sleep, select, socket, pipe or subprocess waits): "
-    "if it is blocked in C (Lock.acquire, Thread.join, a C extension), it raises only when that call returns"
+    "; it is in no call that hardstop knows the wake signal ends (time.sleep, select, socket, pipe or "
+    "subprocess waits): if it is blocked in C (Lock.acquire, Thread.join, a C extension), it raises only "
+    "when that call returns"
 )
 
 

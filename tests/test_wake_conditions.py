@@ -241,9 +241,9 @@ def test_a_worker_in_a_wait_nobody_can_end_gets_an_honest_receipt() -> None:
         if sys.version_info >= (3, 15) and hardstop.wake_signal() is not None:
             # No signal is sent: it would end a sleep or I/O there, never a lock wait.
             assert receipt.wake.endswith(
-                "; it is in no call that the wake signal ends (time.sleep, select, socket, pipe or subprocess "
-                "waits): if it is blocked in C (Lock.acquire, Thread.join, a C extension), it raises only when "
-                "that call returns"
+                "; it is in no call that hardstop knows the wake signal ends (time.sleep, select, socket, pipe or "
+                "subprocess waits): if it is blocked in C (Lock.acquire, Thread.join, a C extension), it raises only "
+                "when that call returns"
             )
         else:
             assert receipt.wake.endswith(

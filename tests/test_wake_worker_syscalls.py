@@ -101,8 +101,9 @@ def test_a_worker_in_a_system_call(kind: str) -> None:
 
 
 NOT_SIGNAL_ENDED_TAIL = (
-    "; it is in no call that the wake signal ends (time.sleep, select, socket, pipe or subprocess waits): "
-    "if it is blocked in C (Lock.acquire, Thread.join, a C extension), it raises only when that call returns"
+    "; it is in no call that hardstop knows the wake signal ends (time.sleep, select, socket, pipe or "
+    "subprocess waits): if it is blocked in C (Lock.acquire, Thread.join, a C extension), it raises only "
+    "when that call returns"
 )
 
 

@@ -375,8 +375,9 @@ def _blocks_signal(ident: int, signum: int) -> bool:
 _NOT_WOKEN_TAIL = "; if it is blocked in C (time.sleep, Lock.acquire, I/O), it raises only when that call returns"
 # 3.15+, a worker with the wake signal installed (the extension's text, too).
 _NOT_SIGNAL_ENDED_TAIL = (
-    "; it is in no call that the wake signal ends (time.sleep, select, socket, pipe or subprocess waits): "
-    "if it is blocked in C (Lock.acquire, Thread.join, a C extension), it raises only when that call returns"
+    "; it is in no call that hardstop knows the wake signal ends (time.sleep, select, socket, pipe or "
+    "subprocess waits): if it is blocked in C (Lock.acquire, Thread.join, a C extension), it raises only "
+    "when that call returns"
 )
 
 
