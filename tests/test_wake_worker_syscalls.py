@@ -428,6 +428,12 @@ def _block_in(rig: Rig) -> dict[str, Callable[[], object]]:
         calls["poll.poll"] = lambda: registered(select.poll(), rig.a, select.POLLIN).poll()
     if hasattr(select, "epoll"):
         calls["epoll.poll"] = lambda: registered(select.epoll(), rig.a, select.EPOLLIN).poll()
+    if hasattr(select, "devpoll"):  # Solaris (not run here)
+        calls["devpoll.poll"] = lambda: registered(select.devpoll(), rig.a, select.POLLIN).poll()
+    if hasattr(select, "kqueue"):  # BSD, macOS (not run here)
+        calls["kqueue.control"] = lambda: select.kqueue().control(
+            [select.kevent(rig.a.fileno(), select.KQ_FILTER_READ, select.KQ_EV_ADD)], 1, WAIT
+        )
     return calls
 
 

@@ -6,7 +6,9 @@ is sent hardstop's wake signal only when the call in progress in its innermost
 Python frame is one of the functions below (the extension reads it:
 ext/call_in_progress.c); one running Python, or blocked in ``Lock.acquire``,
 would get a signal that ends nothing. Each function here is tested with a real
-blocked worker (tests/test_wake_worker_syscalls.py). A blocking call reached
+blocked worker (tests/test_wake_worker_syscalls.py; on Linux, so not
+``devpoll`` and ``kqueue``). A wrong entry costs a needless signal, a missing
+one a wait that is not ended. A blocking call reached
 through other C code (iterating over a file, a C extension's own I/O) is not
 seen, and not signalled: unblocking() ends any wait.
 
