@@ -46,8 +46,9 @@ if (
 
 extension = Extension(
     "hardstop._hardstop",
-    # shared_flag.c: the 3.10-3.12 flag reset, compiled apart with CPython's internal headers.
-    sources=["ext/_hardstop.pyx", "ext/shared_flag.c"],
+    # Compiled apart with CPython's internal headers: shared_flag.c, the 3.10-3.12
+    # flag reset; call_in_progress.c, reading a thread's call in progress (3.15+).
+    sources=["ext/_hardstop.pyx", "ext/shared_flag.c", "ext/call_in_progress.c"],
     include_dirs=["src/hardstop/include", "ext"],
     define_macros=define_macros,
     extra_compile_args=compile_args,

@@ -71,6 +71,7 @@ include "receipt.pxi"         # Receipt and the request path: arm, queue, delive
 include "lost.pxi"            # a request that left the slot without being raised ends undelivered
 include "interrupt.pxi"       # interrupt(): target, exception, carrier, arm, wake, in one call
 include "condition_wake.pxi"  # ending a Condition wait for an armed request
+include "signal_ended_calls.pxi"  # 3.15+: a worker is signalled only in a call the signal ends
 include "version_quirks.pxi"  # one block per CPython quirk, headed by the versions it serves
 include "stdlib_locks.pxi"    # never arming inside threading's, queue's or logging's lock handling
 include "unraisable.pxi"      # an exception of ours swallowed in a finalizer is not "delivered"

@@ -170,20 +170,26 @@ cdef Receipt _arm_and_wake(object target, object key, object instance, object ca
     cdef Receipt receipt
     cdef unsigned long ident = key
     cdef tuple condition_wait = None
+    cdef bint signal_may_end = False
     cdef int lasti = 0
+    cdef PyThreadState *ts = NULL
     code = None
     wake = _wake
+    cdef bint main = key == _threading._main_thread._ident
     _stop_world()   # free-threaded: its frames are read while it cannot change them
     try:
-        frame = _live_frame(key)
-        if frame is not None:
-            code = hardstop_frame_code(<PyFrameObject *>frame)
-            condition_wait = _condition_wait_of(frame, code)
-            lasti = hardstop_frame_lasti(<PyFrameObject *>frame)
-        frame = None
+        if _states_of_key(key, ident, &ts) == 1:
+            frame = _frame_of(ts)
+            if frame is not None:
+                code = hardstop_frame_code(<PyFrameObject *>frame)
+                condition_wait = _condition_wait_of(frame, code)
+                lasti = hardstop_frame_lasti(<PyFrameObject *>frame)
+            frame = None
+            # 3.15+: a worker is signalled only in a call the signal ends (signal_ended_calls.pxi).
+            signal_may_end = _signal_workers and not main and _signal_may_end_call(ts)
     finally:
         _start_world()
-    if wake is not None and (_signal_workers or _has_unblockers(key) or key == _threading._main_thread._ident):
+    if wake is not None and (signal_may_end or _has_unblockers(key) or main):
         return _woken_by_python(wake, target, key, instance, carrier)
     if wake is not None and condition_wait is not None:
         return _arm_waking_condition(condition_wait[0], condition_wait[1], None, target, key, instance, carrier)
@@ -236,6 +242,12 @@ cdef enum:
 cdef str _NOT_WOKEN_TAIL = (
     "; if it is blocked in C (time.sleep, Lock.acquire, I/O), it raises only when that call returns"
 )
+# 3.15+ (hardstop._wake's, too): a worker not signalled is in no call the wake signal ends.
+cdef str _NOT_SIGNAL_ENDED_TAIL = (
+    "; it is in no call that hardstop knows the wake signal ends (time.sleep, select, socket, pipe or "
+    "subprocess waits): if it is blocked in C (Lock.acquire, Thread.join, a C extension), it raises only "
+    "when that call returns"
+)
 
 
 cdef str _wake_text(Receipt receipt):
@@ -258,15 +270,16 @@ cdef str _wake_text(Receipt receipt):
     if note == _NOTE_LEFT_WAIT:
         return "Condition.wait: it had already left the wait"
     why = "not woken: no wait hardstop can end was found in this worker thread"
+    tail = _NOT_SIGNAL_ENDED_TAIL if _signal_workers else _NOT_WOKEN_TAIL
     code = receipt._wake_code
     if code is None:
-        return why + " (it runs no Python code)" + _NOT_WOKEN_TAIL
+        return why + " (it runs no Python code)" + tail
     line = None
     for start, end, number in code.co_lines():
         if start <= receipt._wake_lasti < end:
             line = number
             break
-    return f"{why} (it is in {code.co_name}, {code.co_filename}:{line}){_NOT_WOKEN_TAIL}"
+    return f"{why} (it is in {code.co_name}, {code.co_filename}:{line}){tail}"
 
 
 cpdef bint unlist_waiter(waiters, waiter) except -1:

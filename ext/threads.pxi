@@ -365,17 +365,27 @@ cdef PyThreadState *_only_state(unsigned long ident) except NULL:
     )
 
 
+cdef int _states_of_key(object key, unsigned long ident, PyThreadState **found) except -1:
+    """``_states_of`` for the thread with ident ``key`` (``ident`` as a C number),
+    or ``_count_states`` when it has no record."""
+    cdef _ThreadRecord record = _record_of(key, ident)
+    return _states_of(record, found) if record is not None else _count_states(ident, found)
+
+
 cdef object _live_frame(object key):
     """The frame the thread with ident ``key`` (an int) runs, or None; the caller
     has stopped the world (PyThreadState_GetFrame may make the frame object:
     never while it runs)."""
     cdef PyThreadState *ts = NULL
-    cdef PyFrameObject *frame
     cdef unsigned long ident = key
-    cdef _ThreadRecord record = _record_of(key, ident)
-    if (_states_of(record, &ts) if record is not None else _count_states(ident, &ts)) != 1:
+    if _states_of_key(key, ident, &ts) != 1:
         return None
-    frame = PyThreadState_GetFrame(ts)
+    return _frame_of(ts)
+
+
+cdef object _frame_of(PyThreadState *ts):
+    """The frame thread state ``ts`` runs, or None (the world stopped, as above)."""
+    cdef PyFrameObject *frame = PyThreadState_GetFrame(ts)
     if frame == NULL:
         return None
     result = <object><PyObject *>frame

@@ -181,7 +181,10 @@ def _blocked_why(thread: threading.Thread) -> str:
     if thread is threading.main_thread():
         return "It is blocked in a call that the wake signal does not end, or the signal is turned off."
     if _wake._SIGNAL_WORKERS and _wake.wake_signal() is not None:
-        calls = "that the wake signal does not end in a non-main thread (Lock.acquire, Thread.join, a C extension)"
+        calls = (
+            "that the wake signal does not end in a non-main thread (Lock.acquire, Thread.join, a C extension), "
+            "or one hardstop does not see (a blocking call made from C, such as iterating over a file)"
+        )
     else:
         calls = (
             "that CPython cannot interrupt in a non-main thread "

@@ -38,9 +38,11 @@ blocked in C sleeps on. hardstop ends two kinds of waits, in any thread:
 * **On CPython 3.15+, a worker thread in a system call** that retries on
   EINTR (``time.sleep``, ``select``, socket and pipe I/O, ``subprocess``
   waits): the same signal, sent to that thread with ``pthread_kill``, ends the
-  call, and CPython raises the pending exception there (gh-144748). Before
-  3.15 a signal only reaches the main thread's handlers, and lock waits
-  (``Lock.acquire``) are not ended by a signal on any version.
+  call, and CPython raises the pending exception there (gh-144748). It is sent
+  only when the call in progress in the worker's innermost Python frame is one
+  listed in ``hardstop._wake_calls`` (or cannot be read): a worker running
+  Python, or in a lock wait (``Lock.acquire``, which no signal ends), is not
+  signalled. Before 3.15 a signal only reaches the main thread's handlers.
 
 Requests armed later by the pump (queued behind another) are woken the same way.
 """
@@ -70,6 +72,7 @@ from hardstop._hardstop import (
     is_armed,
     shield,
     shielded_exit,
+    signal_may_end_call,
     write_unraisable,
 )
 
@@ -101,8 +104,13 @@ _chained: object = None  # the handler that was installed before ours
 # so a request raised as the handler started used up every signal sent before it.
 _signalled: list[Receipt] = []
 # 3.15+ also let a signal end a worker's system call with its pending exception.
-# The handler is installed without SA_RESTART (signal.signal never sets it).
+# The handler is installed without SA_RESTART (signal.signal never sets it). A
+# worker is signalled only in a call listed by _wake_calls (see signal_may_end_call).
 _SIGNAL_WORKERS = sys.version_info >= (3, 15)
+if _SIGNAL_WORKERS:
+    from hardstop import _wake_calls
+
+    _wake_calls.bind()
 _THREADS: dict[int, threading.Thread] = threading._active  # type: ignore[attr-defined] # threading's ident -> Thread
 
 
@@ -284,7 +292,7 @@ def _signal_thread(receipt: Receipt) -> bool:
     pending exception in the thread it ran in, gh-144748)."""
     main = receipt.ident == threading.main_thread().ident
     if (
-        (main or _SIGNAL_WORKERS)
+        (main or (_SIGNAL_WORKERS and signal_may_end_call(receipt.ident)))
         and _wake_signal is not None
         and is_armed(receipt)
         and _signal.getsignal(_wake_signal) is _HANDLER
@@ -322,12 +330,19 @@ def _blocks_signal(ident: int, signum: int) -> bool:
 
 
 _NOT_WOKEN_TAIL = "; if it is blocked in C (time.sleep, Lock.acquire, I/O), it raises only when that call returns"
+# 3.15+, a worker with the wake signal installed (the extension's text, too).
+_NOT_SIGNAL_ENDED_TAIL = (
+    "; it is in no call that hardstop knows the wake signal ends (time.sleep, select, socket, pipe or "
+    "subprocess waits): if it is blocked in C (Lock.acquire, Thread.join, a C extension), it raises only "
+    "when that call returns"
+)
 
 
 def _not_woken(ident: int, frame: FrameType | None) -> str:
     """Why nothing was done, and where the target stands."""
     main = ident == threading.main_thread().ident
     signum = wake_signal()
+    tail = _NOT_WOKEN_TAIL
     if signum is not None and (main or _SIGNAL_WORKERS) and _blocks_signal(ident, signum):
         name = _SIGNAL_NAMES[signum]
         why = f"not woken: the thread blocks {name}, the wake signal, with signal.pthread_sigmask"
@@ -335,10 +350,12 @@ def _not_woken(ident: int, frame: FrameType | None) -> str:
         why = "not woken: no wake signal is installed for the main thread"
     else:
         why = "not woken: no wait hardstop can end was found in this worker thread"
+        if _SIGNAL_WORKERS and signum is not None:
+            tail = _NOT_SIGNAL_ENDED_TAIL
     if frame is None:
-        return why + " (it runs no Python code)" + _NOT_WOKEN_TAIL
+        return why + " (it runs no Python code)" + tail
     code = frame.f_code
-    return f"{why} (it is in {code.co_name}, {code.co_filename}:{frame.f_lineno}){_NOT_WOKEN_TAIL}"
+    return f"{why} (it is in {code.co_name}, {code.co_filename}:{frame.f_lineno}){tail}"
 
 
 def _on_wake_signal(signum: int, frame: FrameType | None, raising: Receipt | None = None) -> None:
