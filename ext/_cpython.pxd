@@ -31,6 +31,8 @@ cdef extern from "Python.h":
     PyFrameObject *PyThreadState_GetFrame(PyThreadState *)   # a new reference, or NULL
     PyFrameObject *PyEval_GetFrame()   # borrowed: the calling Python frame, or NULL
     int PyFrame_GetLineNumber(PyFrameObject *)
+    ctypedef struct PyCodeObject:
+        int co_flags               # read without an attribute lookup (frame.f_code is audited)
     PyObject *PyDict_New()
     PyObject *PyDict_GetItem(object, object)   # borrowed, or NULL; never raises
     int PyGILState_Check() nogil

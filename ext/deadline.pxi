@@ -57,7 +57,7 @@ def deadline(seconds, *, raises=None):
     cdef Deadline scope = Deadline.__new__(Deadline)
     if raises is not None:
         scope._raises, scope._raises_carrier = _chosen_exception(raises, "hardstop.deadline()")
-    scope.when = _monotonic() + span
+    scope.when = _monotonic() + span if span != _INF else _INF   # no clock read for no limit
     scope.seconds = seconds
     return scope
 
@@ -129,7 +129,9 @@ cdef class Deadline:
         cdef _ThreadRecord record
         if self._entered:
             raise RuntimeError(f"{self!r} was entered already: use one per with statement.")
-        if frame is not None and frame.f_code.co_flags & _CO_ASYNC:
+        cdef object code = hardstop_frame_code(<PyFrameObject *>frame) if frame is not None else None
+        cdef int flags = (<PyCodeObject *>code).co_flags if code is not None else 0
+        if flags & _CO_ASYNC:
             raise RuntimeError(
                 f"hardstop.deadline() cannot guard a block in the coroutine "
                 f"{frame.f_code.co_name}(): "
@@ -137,7 +139,7 @@ cdef class Deadline:
                 "Use asyncio.timeout() (or anyio.fail_after()) in async code, and hardstop.to_thread() "
                 "to run blocking code under a limit."
             )
-        if self.when <= _monotonic():
+        if self.when != _INF and self.when <= _monotonic():
             # Passed already: raised here, before the body. Armed, it would wait for the
             # body's first check, and a body without one (C calls, no loop) would run to its end.
             _raise_armed_now()
@@ -145,7 +147,7 @@ cdef class Deadline:
             self._ident = ident
             if frame is not None:
                 self._line = PyFrame_GetLineNumber(<PyFrameObject *>frame)
-                self._code = frame.f_code
+                self._code = code
             if self._raises is not None:
                 raise self._raises
             raise DeadlineExceeded(self)
@@ -177,21 +179,26 @@ cdef class Deadline:
         if frame is not None:
             self._frame = frame
             self._line = PyFrame_GetLineNumber(<PyFrameObject *>frame)
-            self._code = frame.f_code
-            if self._code.co_flags & _CO_GENERATOR:
+            self._code = code
+            if flags & _CO_GENERATOR:
                 self._wrapper = _run_as_context_manager(self._frame)
         if self.when < _INF:
             _schedule(self, self.when)
         return self
 
     def __exit__(self, kind, value, traceback):
+        self._leave(value)
+        return False
+
+    cdef void _leave(self, object value) except *:
+        """Close the block, which ``value`` (or None) leaves: its own expiry leaves it
+        as ``DeadlineExceeded``."""
         with cython.critical_section(_CORE):
             if not self._open:
-                return False
+                return
             self._close()
         if isinstance(value, _DeadlinePassed) and (<object>value).scope is self:
             raise DeadlineExceeded(self) from value
-        return False
 
     cdef void _close(self) except *:
         self._open = False
@@ -262,10 +269,15 @@ cdef class Deadline:
         """Make the deadline pass now, from any thread (trio's ``cancel()``).
 
         Its expiry is raised in the block at once, as when the time comes; a
-        wait is woken. Returns False when the block was left or the deadline
-        withdrawn, or it had fired already.
+        wait is woken. Before the block is entered, it is entered passed: the
+        expiry is raised at the entry. Returns False when the block was left or
+        the deadline withdrawn, or it had fired (or been made to pass) already.
         """
         with cython.critical_section(_CORE):
+            if not self._entered and not self._forced:
+                self.when = _monotonic()   # passed before its block is entered: raised at the entry (trio's rule)
+                self._forced = True
+                return True
             if not self._open or self._withdrawn or self._expired:
                 return False
             self.when = _monotonic()
@@ -284,6 +296,22 @@ cdef class Deadline:
         state = ("expired" if self._expired else "withdrawn" if self._withdrawn
                  else "open" if self._open else "left" if self._entered else "not entered")
         return f"<hardstop.Deadline {state}, {self.remaining:.3f} s left>"
+
+
+def call_in_scope(Deadline scope, fn, tuple args, dict kwargs):
+    """``with scope: return fn(*args, **kwargs)``, compiled (hardstop.futures' tasks
+    run so): no with statement around the call, so nothing runs between entering
+    the scope and the call or between the return and leaving it, and no frame
+    object is made for the caller. The scope guards whatever ``fn`` runs."""
+    with cython.critical_section(_CORE):
+        scope._enter(None)
+    try:
+        result = fn(*args, **kwargs)
+    except BaseException as error:
+        scope._leave(error)
+        raise
+    scope._leave(None)
+    return result
 
 
 cdef bint _run_as_context_manager(object frame):

@@ -375,7 +375,7 @@ cdef object _deliver(_ThreadRecord record, object cls, tuple args):
         _disarm_here(cls)
     if args or receipt is None or receipt._carrier is not cls or hardstop_slot(ts) != NULL:
         return _not_ours(cls, args)
-    if _in_container_callback():
+    if _in_bookkeeping_callback():
         _watch_unraisable()   # so that what is raised now is recognised and dropped
         if PyThreadState_SetAsyncExc(record.ident, <PyObject *>cls) == 1:
             return _PutOff()   # the request stays armed, for the next check after this callback

@@ -12,20 +12,32 @@ cdef str _SWALLOWED = ("raised inside a finalizer (__del__, a weakref or GC call
                        "swallows exceptions: it went to sys.unraisablehook")
 
 
-# The weakref callbacks of the standard library's weak containers (WeakSet,
-# WeakValueDictionary, WeakKeyDictionary): bookkeeping that runs wherever an
-# object in one is freed, never the program's own code. On free-threaded builds
-# an object that another thread dropped last is freed by the thread that made it,
-# at that thread's next check, just before CPython raises a pending request
-# there: threading keeps every Thread in a WeakSet, so a request aimed at the
-# thread that started a finished worker landed in that WeakSet's callback and
-# was swallowed (5 of 5 on 3.14t). A request raised in one of these is put off
-# instead: armed again at once and raised at the next check, after the callback.
+# Bookkeeping callbacks, which run wherever CPython's own machinery runs them and
+# are never the code a request was aimed at:
+#
+# * the weakref callbacks of the standard library's weak containers (WeakSet,
+#   WeakValueDictionary, WeakKeyDictionary), run wherever an object in one is
+#   freed. On free-threaded builds an object that another thread dropped last is
+#   freed by the thread that made it, at that thread's next check, just before
+#   CPython raises a pending request there: threading keeps every Thread in a
+#   WeakSet, so a request aimed at the thread that started a finished worker
+#   landed in that WeakSet's callback and was swallowed (5 of 5 on 3.14t);
+# * the functions in gc.callbacks (hypothesis and Dask install one), run by the
+#   collector at a check, before that check raises the pending request: the
+#   request landed in the callback, was swallowed, and a Condition wait it had
+#   woken returned True with nothing set (Thread.start() then went on as if the
+#   thread had started: "cannot join thread before it is started", 3.12, the
+#   full suite with hypothesis loaded).
+#
+# A request raised in one of these is put off instead: armed again at once and
+# raised at the next check, after the callback. (3.12+: before, the exception is
+# created later, away from that frame, and is swallowed there.)
 import _weakrefset
+import gc as _gc
 import weakref as _weakref
 from types import CodeType as _CodeType
 
-# id() of each callback's code object (kept alive by its class).
+# id() of each container callback's code object (kept alive by its class).
 cdef frozenset _container_callbacks = frozenset(
     id(constant) for owner in (_weakrefset.WeakSet, _weakref.WeakValueDictionary, _weakref.WeakKeyDictionary)
     for constant in owner.__init__.__code__.co_consts if type(constant) is _CodeType
@@ -33,17 +45,22 @@ cdef frozenset _container_callbacks = frozenset(
 
 
 class _PutOff(BaseException):
-    """Raised (and swallowed by CPython) in a weak container's callback in place of
-    a request of ours, which is armed again for right after it (see above)."""
+    """Raised (and swallowed by CPython) in a bookkeeping callback in place of a
+    request of ours, which is armed again for right after it (see above)."""
 
 
-cdef bint _in_container_callback() except -1:
-    """Is the calling thread running a weak container's callback (3.12+: before,
-    the exception is created later, away from that frame)?"""
+cdef bint _in_bookkeeping_callback() except -1:
+    """Is the calling thread running one of the callbacks above (3.12+)?"""
     cdef PyFrameObject *frame = PyEval_GetFrame()
     if frame == NULL or _LAZY_EXCEPTIONS:
         return False
-    return id((<object><PyObject *>frame).f_code) in _container_callbacks
+    code = hardstop_frame_code(frame)
+    if id(code) in _container_callbacks:
+        return True
+    for callback in _gc.callbacks:   # usually none or one
+        if getattr(callback, "__code__", None) is code:
+            return True
+    return False
 
 
 cdef class _SwallowWatch:

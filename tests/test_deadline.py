@@ -150,6 +150,27 @@ def test_a_deadline_already_passed_is_raised_as_its_block_is_entered(seconds: fl
     assert_nothing_pending(threading.get_ident())
 
 
+@pytest.mark.parametrize("seconds", [math.inf, WAIT])
+def test_a_deadline_expired_before_its_block_is_entered_raises_at_the_entry(seconds: float) -> None:
+    """trio's rule for a scope cancelled before it is entered (hardstop.futures
+    relies on it: a task stopped just as it starts never runs its function)."""
+    reached: list[str] = []
+    scope = hardstop.deadline(seconds)
+    assert scope.expire() is True
+    assert scope.expire() is False  # made to pass already
+    with pytest.raises(hardstop.DeadlineExceeded) as caught:
+        with scope:
+            reached.append("body")
+    assert reached == []
+    assert caught.value.scope is scope and scope.expired
+    line = sys._getframe().f_lineno - 4
+    assert str(caught.value) == (
+        f"The deadline of {seconds} s set at {__file__}:{line}, made to pass early by expire(), has passed."
+    )
+    assert scope.expire() is False  # left
+    assert_nothing_pending(threading.get_ident())
+
+
 def sum_in_a_passed_deadline(make) -> str:
     try:
         with make():

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -64,6 +66,50 @@ def test_an_interrupt_swallowed_in_del_ends_undelivered_and_the_hook_still_sees_
     assert second.wait(WAIT)
     thread.join(WAIT)
     assert outcome == ["interrupted later"]
+
+
+def test_an_interrupt_landing_in_a_gc_callback_is_raised_after_it_from_312(swallowed) -> None:
+    """gc.callbacks run wherever the collector does, never the code a request was
+    aimed at: 3.12+ put a request that lands in one off to the next check after it
+    (a Condition wait it woke would otherwise return True with nothing set). On
+    3.10/3.11 the exception is created after the callback failed, away from its
+    frame: CPython swallows it, and the receipt says so."""
+    inside = threading.Event()
+    outcome: list[str] = []
+    callback_ended: list[str] = []
+
+    def callback(phase: str, info: object) -> None:
+        if threading.current_thread() is not thread or phase != "start":
+            return
+        inside.set()
+        end = time.monotonic() + WAIT  # spins here, in the callback's own frame
+        while time.monotonic() < end:
+            pass
+        callback_ended.append("ran to its end")
+
+    def body() -> None:
+        try:
+            gc.collect()  # the callback spins inside it
+            outcome.append("went on")
+        except hardstop.Interrupted:
+            outcome.append("interrupted after the collection")
+
+    thread = threading.Thread(target=body)
+    gc.callbacks.append(callback)
+    try:
+        thread.start()
+        assert inside.wait(WAIT)
+        receipt = hardstop.interrupt(thread)
+        thread.join(WAIT)
+    finally:
+        gc.callbacks.remove(callback)
+    assert not thread.is_alive()
+    if sys.version_info >= (3, 12):
+        assert (receipt.status, outcome, swallowed) == ("delivered", ["interrupted after the collection"], [])
+        assert callback_ended == []  # cut short where the request landed: it stood in its place
+    else:
+        assert (receipt.status, receipt.reason, outcome) == ("undelivered", SWALLOWED_REASON, ["went on"])
+        assert swallowed == [receipt.exception]
 
 
 def test_kill_stops_a_thread_whose_first_interrupt_was_swallowed(swallowed) -> None:

@@ -162,10 +162,13 @@ class Rain:
         self._work = work
         self._on_interrupt = on_interrupt
         self.thread = threading.Thread(target=self._run, daemon=True)  # a failed rain must not hang the exit
+        self.passes = 0  # of the loop: does a thread that is not back in its try still run?
+        self.handled = 0
 
     def _loop(self) -> None:
         while not self.stop.is_set():
             self._work()
+            self.passes += 1
 
     def _run(self) -> None:
         while True:
@@ -174,14 +177,20 @@ class Rain:
                 self._loop()
                 return
             except hardstop.Interrupted:
+                self.handled += 1
                 self._on_interrupt()
 
     def where(self) -> str:
-        """Why the thread is not back in its try: ended, or where it is."""
+        """Why the thread is not back in its try: ended, or where it is, and
+        whether it still loops (two looks, a tenth of a second apart)."""
+        passes = self.passes
+        time.sleep(0.1)
         frame = sys._current_frames().get(self.thread.ident or 0)
+        counts = f"{self.handled} handled, passes {passes} then {self.passes}"
+        state = f"the rain's thread is not back inside its try ({counts})"
         if frame is None:
-            return f"the rain's thread is not back inside its try: alive={self.thread.is_alive()}, no frame"
-        return "the rain's thread is not back inside its try; it is at:\n" + "".join(traceback.format_stack(frame))
+            return f"{state}: alive={self.thread.is_alive()}, no frame"
+        return f"{state}; it is at:\n" + "".join(traceback.format_stack(frame))
 
     def _back_in_try(self, last: Any) -> bool:
         """The thread says it is back inside its try; or the last request, raised
@@ -218,7 +227,10 @@ class Rain:
             sent = 0
             receipt = None
             while sent < count and not enough():
-                assert self._back_in_try(receipt), self.where()
+                assert self._back_in_try(receipt), (
+                    f"{self.where()}\nlast {receipt!r}; {len(swallowed)} swallowed; it went as far as:\n"
+                    + "".join(traceback.format_exception(receipt.exception))
+                )
                 self.inside_try.clear()
                 receipt = hardstop.interrupt(self.thread)
                 if not receipt.wait(WAIT):

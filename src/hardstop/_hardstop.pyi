@@ -3,9 +3,11 @@
 import threading
 import types
 from collections.abc import Callable, Iterable
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from typing_extensions import Self
+
+T = TypeVar("T")
 
 PENDING: Final[str]
 DEFERRED: Final[str]
@@ -69,6 +71,7 @@ class FrameView:
 # A FrameView on free-threaded builds, with the frame attributes hardstop reads;
 # typed as the frame it stands for, which is what the callers treat it as.
 def current_frame(ident: int) -> types.FrameType | None: ...
+def call_in_scope(scope: Deadline, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T: ...
 def arm_waking_condition(ident: int, arm: Callable[[], Receipt]) -> Receipt | None: ...
 def end_condition_wait(condition: object, waiter: object, receipt: Receipt) -> None: ...
 def end_armed_condition_wait(receipt: Receipt) -> bool: ...

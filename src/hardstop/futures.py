@@ -33,14 +33,13 @@ import reprlib
 import threading
 import time
 import warnings
-import weakref
 from collections.abc import Callable
 from concurrent.futures._base import CANCELLED_AND_NOTIFIED, RUNNING
 from typing import Any, ParamSpec, TypeVar
 
 from hardstop._deadline import deadline
 from hardstop._errors import DeadlineExceeded, non_negative_seconds
-from hardstop._hardstop import Deadline, current_frame
+from hardstop._hardstop import Deadline, call_in_scope, current_frame
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -49,9 +48,11 @@ T = TypeVar("T")
 class Future(concurrent.futures.Future[T]):
     """A ``concurrent.futures.Future`` whose ``cancel()`` also stops a running task."""
 
-    # Weak: the task holds its future, and a cycle would leave every finished pair
-    # to the garbage collector (it cost 12 µs a task). A running task is held by its thread.
-    _task: weakref.ref[_Task]
+    # The task that runs it, until the task has left its worker: the task holds its
+    # future too, and a cycle left in place would leave every finished pair to the
+    # garbage collector (it cost 12 µs a task). Only a task the pool dropped unrun
+    # (a broken pool) leaves it to the collector.
+    _task: _Task | None
 
     def cancel(self) -> bool:
         """Cancel the task: a pending one never runs, a running one is stopped.
@@ -68,7 +69,7 @@ class Future(concurrent.futures.Future[T]):
         with self._condition:
             if self._state != RUNNING:
                 return False
-        task = self._task()
+        task = self._task
         if task is not None and threading.current_thread() is not task.thread:
             task.stop()
         with self._condition:
@@ -92,7 +93,6 @@ class _Task:
     """
 
     __slots__ = (
-        "__weakref__",
         "_scope",
         "_stop_requested",
         "args",
@@ -117,7 +117,7 @@ class _Task:
         context: contextvars.Context | None = None,
     ) -> None:
         self.future = future
-        future._task = weakref.ref(self)
+        future._task = self
         self.fn, self.args, self.kwargs = fn, args, kwargs
         self.context = context  # to_thread's copy of the caller's context variables
         self.timeout = timeout
@@ -129,30 +129,36 @@ class _Task:
         self.started = False
 
     def run(self, _worker_context: object = None) -> None:
+        # The scope is made, and known to stop(), before the future can read RUNNING:
+        # cancel() calls stop() only on a running future, after taking the future's
+        # lock that set it, and an expire() that comes before the scope is entered
+        # makes it raise at its entry. So no lock of the task's own.
+        scope = self._scope = deadline(self.timeout)
+        if self.timeout != _NO_LIMIT:  # named in its DeadlineExceeded; stop() names the others
+            scope.label = self.label()
+        self.thread = threading.current_thread()
         try:
-            with deadline(self.timeout) as scope:
-                if self.timeout != math.inf:  # named in its DeadlineExceeded; stop() names the others
-                    scope.label = self.label()
-                # Set before the future can read RUNNING: cancel() calls stop() only on a
-                # running future, after taking the future's lock that set it, so stop()
-                # always finds the scope (no lock of the task's own).
-                self._scope, self.thread = scope, threading.current_thread()
-                if not self.future.set_running_or_notify_cancel():
-                    return
-                self.started = True
-                if self.context is not None:
-                    result = self.context.run(self.fn, *self.args, **self.kwargs)
-                else:
-                    result = self.fn(*self.args, **self.kwargs)
+            if not self.future.set_running_or_notify_cancel():
+                return
+            self.started = True
+            # Compiled: the scope is entered and left around the call itself.
+            if self.context is not None:
+                result = call_in_scope(scope, self.context.run, (self.fn, *self.args), self.kwargs)
+            else:
+                result = call_in_scope(scope, self.fn, self.args, self.kwargs)
         except DeadlineExceeded as error:
-            if error.scope is not self._scope or not self._stop_requested:
+            if error.scope is not scope or not self._stop_requested:
                 self._finish(exception=error)  # its timeout, or its own deadline's
         except BaseException as error:  # noqa: BLE001 - handed to the future, as the standard executor does
             self._finish(exception=error)
         else:
-            self._finish(result=result)
+            try:
+                self.future.set_result(result)
+            except concurrent.futures.InvalidStateError:
+                pass  # cancelled while it ran: the result is dropped
         finally:
             self.thread = None  # expire() on the scope now left does nothing
+            self.future._task = None  # no cycle left behind
             if self.started and self.on_exit is not None:
                 self.on_exit()
             if self.known_to is not None:
@@ -197,6 +203,7 @@ class _Task:
         return f"{self.call()} at {frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}"
 
 
+_NO_LIMIT = math.inf
 _short = reprlib.Repr()
 _short.maxstring = _short.maxother = 60
 
