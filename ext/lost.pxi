@@ -55,6 +55,14 @@ cdef double _settle_lost_stopped(Receipt receipt) except? -2.0:
     if hardstop_slot(ts) == carrier or record.delivering:
         receipt._taken_at = 0.0
         return 0.0
+    if record.put_off_at != 0.0:
+        # Put off in a callback, and armed again once CPython has reported the stand-in;
+        # one the callback caught never is: arm it again after a while.
+        now = _monotonic()
+        if now - record.put_off_at < _GIVE_UP_AFTER:
+            return record.put_off_at + _GIVE_UP_AFTER - now
+        _arm_put_off(record)
+        return 0.0
     if hardstop_slot(ts) != NULL or not _LAZY_EXCEPTIONS:
         why = _REPLACED   # (from 3.12 the slot is emptied and deliver() runs in one step)
     elif hardstop_raising(ts) == carrier:

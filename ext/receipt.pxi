@@ -376,9 +376,9 @@ cdef object _deliver(_ThreadRecord record, object cls, tuple args):
     if args or receipt is None or receipt._carrier is not cls or hardstop_slot(ts) != NULL:
         return _not_ours(cls, args)
     if _in_bookkeeping_callback():
-        _watch_unraisable()   # so that what is raised now is recognised and dropped
-        if PyThreadState_SetAsyncExc(record.ident, <PyObject *>cls) == 1:
-            return _PutOff()   # the request stays armed, for the next check after this callback
+        _watch_unraisable()   # so that the stand-in raised now is recognised, dropped and the request armed again
+        record.put_off_at = _monotonic()
+        return _PutOff()   # the request stays ours (record.armed), out of the slot until then
     _take_armed(record)
     _delivered(receipt, record)
     if _SHARED_FLAG and _armed_count:

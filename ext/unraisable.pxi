@@ -23,15 +23,24 @@ cdef str _SWALLOWED = ("raised inside a finalizer (__del__, a weakref or GC call
 #   WeakSet, so a request aimed at the thread that started a finished worker
 #   landed in that WeakSet's callback and was swallowed (5 of 5 on 3.14t);
 # * the functions in gc.callbacks (hypothesis and Dask install one), run by the
-#   collector at a check, before that check raises the pending request: the
-#   request landed in the callback, was swallowed, and a Condition wait it had
-#   woken returned True with nothing set (Thread.start() then went on as if the
-#   thread had started: "cannot join thread before it is started", 3.12, the
-#   full suite with hypothesis loaded).
+#   collector at a check, before that check raises the pending request. A
+#   Condition wait that hardstop woke for a request returns as if notified when
+#   the request is swallowed there. (3.12, the full suite with hypothesis loaded:
+#   requests landed in its callback while the target started threads, and the
+#   target died of a RuntimeError, as when Thread.start() returns before the
+#   thread has started.) The callback is still cut short where it landed.
 #
-# A request raised in one of these is put off instead: armed again at once and
-# raised at the next check, after the callback. (3.12+: before, the exception is
-# created later, away from that frame, and is swallowed there.)
+# A request raised in one of these is put off instead: a stand-in (_PutOff) is
+# raised in its place, and the request is armed again when CPython hands the
+# stand-in to sys.unraisablehook, so that it is raised at the next check after
+# the callback. Not at once: 3.15 also raises a pending request in C code, and
+# CPython's report of the callback's error formats the callback's repr first,
+# dropping any error raised there: a request armed again at once was raised in
+# that formatting and lost, its receipt saying "delivered" (the shield rain and
+# the thread-start tests, 3.15, the full suite). If the stand-in never reaches
+# the hook (the callback caught it), the request is armed again once it has
+# been out of the slot for _GIVE_UP_AFTER (lost.pxi). (3.12+: before, the
+# exception is created later, away from that frame, and is swallowed there.)
 import _weakrefset
 import gc as _gc
 import weakref as _weakref
@@ -46,20 +55,43 @@ cdef frozenset _container_callbacks = frozenset(
 
 class _PutOff(BaseException):
     """Raised (and swallowed by CPython) in a bookkeeping callback in place of a
-    request of ours, which is armed again for right after it (see above)."""
+    request of ours, which is armed again once CPython has reported it (see above)."""
+
+
+cdef void _arm_put_off(_ThreadRecord record) except *:
+    """Arm again the request that ``record``'s thread put off, if it still stands."""
+    cdef Receipt receipt = record.armed
+    if record.put_off_at == 0.0:
+        return
+    record.put_off_at = 0.0
+    if receipt is not None and receipt._status is PENDING:
+        _stop_world()   # free-threaded, from another thread (lost.pxi): as _arm() does
+        PyThreadState_SetAsyncExc(record.ident, <PyObject *>receipt._carrier)
+        _start_world()
+
+
+# How many frames up from the innermost one a callback is looked for: a callback
+# that calls a function (threading.current_thread(), say) is still the callback.
+cdef int _CALLBACK_DEPTH = 8
 
 
 cdef bint _in_bookkeeping_callback() except -1:
     """Is the calling thread running one of the callbacks above (3.12+)?"""
     cdef PyFrameObject *frame = PyEval_GetFrame()
+    cdef int depth
     if frame == NULL or _LAZY_EXCEPTIONS:
         return False
-    code = hardstop_frame_code(frame)
-    if id(code) in _container_callbacks:
-        return True
-    for callback in _gc.callbacks:   # usually none or one
-        if getattr(callback, "__code__", None) is code:
+    current = <object><PyObject *>frame
+    for depth in range(_CALLBACK_DEPTH):
+        code = hardstop_frame_code(<PyFrameObject *>current)
+        if id(code) in _container_callbacks:
             return True
+        for callback in _gc.callbacks:   # usually none or one
+            if getattr(callback, "__code__", None) is code:
+                return True
+        current = current.f_back
+        if current is None:
+            return False
     return False
 
 
@@ -110,7 +142,9 @@ cdef bint _swallowed(object error) except -1:
     cdef _ThreadRecord record = _record_here()
     cdef Receipt receipt = None
     if type(error) is _PutOff:
-        return True   # ours, and its request is armed again: nothing to report
+        if record is not None:
+            _arm_put_off(record)   # reported: the next check raises the request
+        return True   # ours: nothing to report
     if record is not None and record.last_delivered is not None:
         receipt = record.last_delivered()
     if receipt is None or error is None or receipt.exception is not error or receipt._status is not DELIVERED:

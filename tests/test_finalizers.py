@@ -6,6 +6,7 @@ import gc
 import sys
 import threading
 import time
+import traceback
 from typing import Any
 
 import pytest
@@ -68,28 +69,41 @@ def test_an_interrupt_swallowed_in_del_ends_undelivered_and_the_hook_still_sees_
     assert outcome == ["interrupted later"]
 
 
-def test_an_interrupt_landing_in_a_gc_callback_is_raised_after_it_from_312(swallowed) -> None:
+@pytest.mark.parametrize("callback_catches", [False, True], ids=["callback lets it go", "callback catches it"])
+def test_an_interrupt_landing_in_a_gc_callback_is_raised_after_it_from_312(swallowed, callback_catches) -> None:
     """gc.callbacks run wherever the collector does, never the code a request was
-    aimed at: 3.12+ put a request that lands in one off to the next check after it
-    (a Condition wait it woke would otherwise return True with nothing set). On
-    3.10/3.11 the exception is created after the callback failed, away from its
-    frame: CPython swallows it, and the receipt says so."""
-    inside = threading.Event()
+    aimed at: 3.12+ raise a stand-in there and arm the request again for the next
+    check after the callback: once CPython has reported the stand-in, or, when the
+    callback caught it, once it has been out of the slot a while. (A Condition
+    wait it had woken would otherwise return True with nothing set.) On 3.10/3.11
+    the exception is created as it leaves the callback, away from its frame:
+    CPython swallows it, and the receipt says so; or the callback catches it."""
+    inside, spin_in_callback, settled = threading.Event(), threading.Event(), threading.Event()
     outcome: list[str] = []
     callback_ended: list[str] = []
 
     def callback(phase: str, info: object) -> None:
-        if threading.current_thread() is not thread or phase != "start":
+        if threading.current_thread() is not thread or phase != "start" or not spin_in_callback.is_set():
             return
         inside.set()
         end = time.monotonic() + WAIT  # spins here, in the callback's own frame
-        while time.monotonic() < end:
-            pass
-        callback_ended.append("ran to its end")
+        try:
+            while time.monotonic() < end:
+                pass
+            callback_ended.append("ran to its end")
+        except BaseException:
+            if not callback_catches:
+                raise
+            callback_ended.append("caught")
 
     def body() -> None:
+        # A first collection runs the finalizers of earlier tests' garbage: the
+        # request, put off, would land in the next one, and be swallowed there.
+        gc.collect()
+        spin_in_callback.set()
         try:
             gc.collect()  # the callback spins inside it
+            spin(settled)  # Python code, until the receipt has settled
             outcome.append("went on")
         except hardstop.Interrupted:
             outcome.append("interrupted after the collection")
@@ -100,13 +114,19 @@ def test_an_interrupt_landing_in_a_gc_callback_is_raised_after_it_from_312(swall
         thread.start()
         assert inside.wait(WAIT)
         receipt = hardstop.interrupt(thread)
+        receipt.wait(WAIT)
+        settled.set()
         thread.join(WAIT)
     finally:
         gc.callbacks.remove(callback)
     assert not thread.is_alive()
     if sys.version_info >= (3, 12):
-        assert (receipt.status, outcome, swallowed) == ("delivered", ["interrupted after the collection"], [])
-        assert callback_ended == []  # cut short where the request landed: it stood in its place
+        assert (receipt.status, outcome, swallowed) == ("delivered", ["interrupted after the collection"], []), "".join(
+            traceback.format_exception(receipt.exception)
+        )
+        assert callback_ended == (["caught"] if callback_catches else [])  # cut short where it landed
+    elif callback_catches:
+        assert (receipt.status, outcome, swallowed, callback_ended) == ("delivered", ["went on"], [], ["caught"])
     else:
         assert (receipt.status, receipt.reason, outcome) == ("undelivered", SWALLOWED_REASON, ["went on"])
         assert swallowed == [receipt.exception]
