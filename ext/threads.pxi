@@ -238,6 +238,7 @@ cdef inline Receipt _take_armed(_ThreadRecord record):
     if receipt is not None:
         _armed_count -= 1
         record.armed = None
+    record.put_off_at = 0.0   # nothing of ours to arm again
     return receipt
 
 
