@@ -229,7 +229,7 @@ class Rain:
             while sent < count and not enough():
                 assert self._back_in_try(receipt), (
                     f"{self.where()}\nlast {receipt!r}; {len(swallowed)} swallowed; it went as far as:\n"
-                    + "".join(traceback.format_exception(receipt.exception))
+                    + ("".join(traceback.format_exception(receipt.exception)) if receipt is not None else "none sent")
                 )
                 self.inside_try.clear()
                 receipt = hardstop.interrupt(self.thread)
