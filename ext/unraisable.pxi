@@ -59,15 +59,18 @@ class _PutOff(BaseException):
 
 
 cdef void _arm_put_off(_ThreadRecord record) except *:
-    """Arm again the request that ``record``'s thread put off, if it still stands."""
+    """Arm again the request that ``record``'s thread put off, if it still stands,
+    as a queued one is armed: first in its queue, and not while the thread runs
+    lock handling (a GC callback runs at any check, inside Condition.wait's
+    finally too: armed there, it left an RLock held, 3.13) nor inside a shield;
+    it is then armed as the thread leaves that code (_arm_next)."""
     cdef Receipt receipt = record.armed
     if record.put_off_at == 0.0:
         return
-    record.put_off_at = 0.0
+    _take_armed(record)   # (ends the put-off)
     if receipt is not None and receipt._status is PENDING:
-        _stop_world()   # free-threaded, from another thread (lost.pxi): as _arm() does
-        PyThreadState_SetAsyncExc(record.ident, <PyObject *>receipt._carrier)
-        _start_world()
+        _enqueue(record, receipt, True)
+        _arm_next(record)
 
 
 # How many frames up from the innermost one a callback is looked for: a callback
