@@ -5,7 +5,6 @@ from __future__ import annotations
 import gc
 import sys
 import threading
-import time
 import traceback
 from typing import Any
 
@@ -85,11 +84,12 @@ def test_an_interrupt_landing_in_a_gc_callback_is_raised_after_it_from_312(swall
     def callback(phase: str, info: object) -> None:
         if threading.current_thread() is not thread or phase != "start" or not spin_in_callback.is_set():
             return
-        end = time.monotonic() + WAIT  # spins here, in the callback's own frame
         try:
             inside.set()  # (inside the try: the request may land before this call returns)
-            while time.monotonic() < end:
-                pass
+            # A loop in a function of its own: raised at a loop's backward jump, an
+            # exception can escape a try in the loop's own frame (3.11-3.14, by shape;
+            # docs/known-issues.md), and 3.13 skipped this except clause so.
+            spin(threading.Event(), WAIT)
             callback_ended.append("ran to its end")
         except BaseException:
             if not callback_catches:
@@ -124,9 +124,7 @@ def test_an_interrupt_landing_in_a_gc_callback_is_raised_after_it_from_312(swall
         assert (receipt.status, outcome, swallowed) == ("delivered", ["interrupted after the collection"], []), "".join(
             traceback.format_exception(receipt.exception)
         )
-        # Cut short where it landed. (3.13 ends the callback there without running
-        # its except clause: not understood yet.)
-        assert callback_ended == (["caught"] if callback_catches and sys.version_info[:2] != (3, 13) else [])
+        assert callback_ended == (["caught"] if callback_catches else [])  # cut short where it landed
     elif callback_catches:
         assert (receipt.status, outcome, swallowed, callback_ended) == ("delivered", ["went on"], [], ["caught"])
     else:
