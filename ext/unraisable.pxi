@@ -84,13 +84,14 @@ cdef bint _in_bookkeeping_callback() except -1:
     cdef int depth
     if frame == NULL or _LAZY_EXCEPTIONS:
         return False
+    gc_callback_codes = [_code_of(callback) for callback in _gc.callbacks]   # usually none or one
     current = <object><PyObject *>frame
     for depth in range(_CALLBACK_DEPTH):
         code = hardstop_frame_code(<PyFrameObject *>current)
         if id(code) in _container_callbacks:
             return True
-        for callback in _gc.callbacks:   # usually none or one
-            if getattr(callback, "__code__", None) is code:
+        for callback_code in gc_callback_codes:
+            if callback_code is code:
                 return True
         current = current.f_back
         if current is None:
