@@ -41,6 +41,7 @@ import traceback
 from _report import check, involuntary_switches, load, percentile, print_header, print_summary
 
 import hardstop
+from hardstop import _hardstop
 
 # Set-up: starting the threads and opening every scope before the first is due.
 # Measured here at about 10 us per scope on an idle machine; the margin allows 5x.
@@ -253,9 +254,9 @@ def measure_accuracy(
         print(f"  ! ... {len(errors) - 10} more errors")
     for message in unraisable[:5]:
         print(f"  ! unraisable: {message}")
-    frames = sys._current_frames()
     for w in hung[:5]:
-        stack = "".join(traceback.format_stack(frames.get(w.thread.ident))[-4:]) if w.thread.ident in frames else ""
+        frame = _hardstop.current_frame(w.thread.ident or 0)  # (3.11: not sys._current_frames(), see wsgi.py)
+        stack = "".join(traceback.format_stack(frame)[-4:]) if frame is not None else ""
         print(
             f"  ! thread {w.index} ({w.rewait}) still alive at level {w.level}, "
             f"{len(w.late)} of {depth} caught; its stack:\n{stack}"

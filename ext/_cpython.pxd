@@ -36,6 +36,10 @@ cdef extern from "Python.h":
     PyObject *PyDict_New()
     PyObject *PyDict_GetItem(object, object)   # borrowed, or NULL; never raises
     int PyGILState_Check() nogil
+    # Turn the garbage collector off and back on (what gc.disable()/gc.enable()
+    # do); each returns whether it was on before.
+    int PyGC_Disable()
+    int PyGC_Enable()
     # Declared here on purpose: Cython's bundled cpython/pystate.pxd gives the
     # ident as `long`, but it is `unsigned long` since 3.7. This is the only
     # place hardstop calls it (CPython marks it "XXX Deprecate this").

@@ -67,14 +67,21 @@ if hardstop_keep_core(<PyObject *>_CORE) != 0:
 # How deeply the calling thread has stopped the world: only the thread that
 # stopped it runs until it starts it again, so only that thread sees it non-zero.
 cdef int _world_stops = 0
+cdef bint _collector_was_on = False   # 3.11: as the world stopped
 
 
 cdef inline void _stop_world() noexcept:
-    """Free-threaded builds: suspend every other thread (reentrant); else nothing."""
-    global _world_stops
+    """Before reading other threads' frames or states: free-threaded builds
+    suspend every other thread (reentrant); 3.11 turns the garbage collector off
+    (version_quirks.pxi: _COLLECTS_IN_ALLOCATION); else nothing."""
+    global _world_stops, _collector_was_on
     if HARDSTOP_FREE_THREADED:
         if _world_stops == 0:
             hardstop_stop_world()
+        _world_stops += 1
+    elif _COLLECTS_IN_ALLOCATION:
+        if _world_stops == 0:
+            _collector_was_on = PyGC_Disable()
         _world_stops += 1
 
 
@@ -84,6 +91,10 @@ cdef inline void _start_world() noexcept:
         _world_stops -= 1
         if _world_stops == 0:
             hardstop_start_world()
+    elif _COLLECTS_IN_ALLOCATION:
+        _world_stops -= 1
+        if _world_stops == 0 and _collector_was_on:
+            PyGC_Enable()
 
 
 @cython.no_gc
@@ -440,7 +451,9 @@ cpdef current_frame(unsigned long ident):
 
     None as well when no single thread state carries ``ident``. On
     free-threaded builds, a FrameView of it: reading a running thread's frame
-    without the GIL races that thread.
+    without the GIL races that thread. On 3.11 the objects of all its callers
+    are made too, so that walking ``f_back`` from it makes none (which could
+    crash: version_quirks.pxi, _COLLECTS_IN_ALLOCATION).
     """
     with cython.critical_section(_CORE):
         _stop_world()
@@ -448,6 +461,10 @@ cpdef current_frame(unsigned long ident):
             frame = _live_frame(ident)
             if HARDSTOP_FREE_THREADED and frame is not None:
                 return _view_of(frame)
+            if _COLLECTS_IN_ALLOCATION:
+                caller = frame
+                while caller is not None:   # each caller's object made now, not by a later f_back
+                    caller = caller.f_back
             return frame
         finally:
             _start_world()

@@ -22,6 +22,19 @@ cdef bint _LAZY_EXCEPTIONS = PY_VERSION_HEX < 0x030C0000
 # coverage tool's tracer is the user's: see docs/known-issues.md.
 cdef bint _PROFILED_FREEZE = 0x030B0000 <= PY_VERSION_HEX < 0x030C0000
 
+# 3.11 makes a frame's object only when something asks for it, and that
+# allocation may start a garbage collection. Asked for another thread's frame
+# (PyThreadState_GetFrame, f_back), the collection's callbacks and finalizers,
+# Python code, can let the GIL go: that thread then returns from the frame, and
+# CPython finishes by tying the new object to the frame's freed memory (a
+# segfault, in CI and in tests/test_frames_of_other_threads.py; CPython's own
+# sys._current_frames() crashes the same way). So on 3.11 no collection runs
+# while hardstop reads another thread's frames (_stop_world), and
+# current_frame() makes the objects of all the callers at once, so that code
+# walking f_back later makes none. 3.10 has every frame's object already; from
+# 3.12 a collection runs only at a check, never inside an allocation.
+cdef bint _COLLECTS_IN_ALLOCATION = 0x030B0000 <= PY_VERSION_HEX < 0x030C0000
+
 
 cdef void _resignal_armed():
     """3.10-3.12: raise the shared flag again for requests still armed elsewhere."""

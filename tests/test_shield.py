@@ -15,6 +15,7 @@ import pytest
 
 import hardstop
 from conftest import SWALLOWED_REASON, WAIT, Target, assert_nothing_pending, spin
+from hardstop import _hardstop
 
 
 class Stepper:
@@ -185,7 +186,7 @@ class Rain:
         whether it still loops (two looks, a tenth of a second apart)."""
         passes = self.passes
         time.sleep(0.1)
-        frame = sys._current_frames().get(self.thread.ident or 0)
+        frame = _hardstop.current_frame(self.thread.ident or 0)
         counts = f"{self.handled} handled, passes {passes} then {self.passes}"
         state = f"the rain's thread is not back inside its try ({counts})"
         if frame is None:
@@ -489,7 +490,7 @@ class EnteringWith:
         assert self._about_to_enter.wait(WAIT)
         # Until its frame stands at the CALL of __enter__ (blocked in the acquire).
         end = time.monotonic() + WAIT
-        while not _at_enter_call(sys._current_frames().get(self.thread.ident)):
+        while not _at_enter_call(_hardstop.current_frame(self.thread.ident or 0)):
             assert time.monotonic() < end, "the thread never reached the with statement"
             time.sleep(0.001)
         receipt = hardstop.interrupt(self.thread)

@@ -17,12 +17,13 @@ from typing import Any
 
 import hardstop
 from conftest import SWALLOWED_REASON, WAIT
+from hardstop import _hardstop
 
 REQUESTS = 2000
 
 
 def _stack_of(thread: threading.Thread) -> str:
-    frame = sys._current_frames().get(thread.ident)
+    frame = _hardstop.current_frame(thread.ident or 0)  # (sys._current_frames(): see test_frames_of_other_threads)
     return "".join(traceback.format_stack(frame)) if frame else "no frame"
 
 

@@ -273,7 +273,7 @@ def test_a_join_ended_by_hardstop_leaves_the_joined_thread_alive_and_waited_for(
         waiting = "_wait_for_tstate_lock" if sys.version_info < (3, 13) else "join"
         def interrupt_once_joining(main):
             end = time.monotonic() + 10
-            while sys._current_frames()[main.ident].f_code.co_name != waiting and time.monotonic() < end:
+            while hardstop._hardstop.current_frame(main.ident).f_code.co_name != waiting and time.monotonic() < end:
                 time.sleep(0.001)
             hardstop.interrupt(main)
         def join_until_interrupted():

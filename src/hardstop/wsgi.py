@@ -50,7 +50,7 @@ from typing import Any, Protocol, TypeVar
 
 from hardstop._deadline import deadline_at
 from hardstop._errors import DeadlineExceeded, non_negative_seconds
-from hardstop._hardstop import Deadline
+from hardstop._hardstop import Deadline, current_frame
 
 LIMIT_KEY = "hardstop.time_limit"  # environ: seconds (or None) replacing the middleware's limit
 STREAMING_KEY = "hardstop.streaming"  # environ: a true value exempts the response body
@@ -399,7 +399,9 @@ class _OverdueRequests:
 
 
 def _report(request: _Request) -> None:
-    frame = sys._current_frames().get(request.thread.ident or 0)
+    # Not sys._current_frames(): on 3.11 walking another thread's frames from it can crash
+    # (ext/version_quirks.pxi, _COLLECTS_IN_ALLOCATION).
+    frame = current_frame(request.thread.ident or 0)
     stack = "".join(traceback.format_stack(frame)) if frame is not None else "(no Python frame)\n"
     where = f" (in {frame.f_code.co_name}, {frame.f_code.co_filename}:{frame.f_lineno})" if frame is not None else ""
     request.middleware.logger.error(
