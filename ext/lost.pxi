@@ -61,7 +61,7 @@ cdef double _settle_lost_stopped(Receipt receipt) except? -2.0:
         now = _monotonic()
         if now - record.put_off_at < _GIVE_UP_AFTER:
             return record.put_off_at + _GIVE_UP_AFTER - now
-        _arm_put_off(record)
+        _arm_put_off(record, False)
         return 0.0
     if hardstop_slot(ts) != NULL or not _LAZY_EXCEPTIONS:
         why = _REPLACED   # (from 3.12 the slot is emptied and deliver() runs in one step)

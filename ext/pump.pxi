@@ -27,9 +27,14 @@ cdef tuple _pump_round():
         receipt = _arm_next(record)
         if receipt is not None:
             armed.append(receipt)
+    # Going on while needed, whatever the claim says: the thread that started
+    # this pump gives the claim up if an exception ends its Thread.start() (a
+    # KeyboardInterrupt while it waits for the pump to run), and a second pump
+    # started then only polls alongside.
     if not _pump_needed():
         _pump_running = False
-    return armed, _pump_running
+        return armed, False
+    return armed, True
 
 
 cdef list _due_rewakes(double now):

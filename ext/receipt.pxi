@@ -243,6 +243,8 @@ cdef object _arm_next_stopped(_ThreadRecord record):
     cdef Receipt receipt
     cdef PyThreadState *ts = NULL
     queue = record.queued
+    if record.starting_pump:
+        return None   # it arms what is free once the pump has started (scopes.pxi's _release_held)
     while queue:
         n = _states_of(record, &ts)
         if n > 1:

@@ -127,6 +127,18 @@ cdef void _watch_leave(PyThreadState *ts, _ThreadRecord record) noexcept:
     record.watching_leave = True
 
 
+cdef void _watch_own_leave(_ThreadRecord record) noexcept:
+    """``_watch_leave`` for the calling thread, on any build (free-threaded ones
+    set no other thread's profile function); the world must not be stopped."""
+    cdef PyThreadState *ts = PyThreadState_Get()
+    if _PROFILED_FREEZE or record.watching_leave or ts.c_profilefunc != NULL:
+        return
+    if _PyEval_SetProfile(ts, _leave_watch, NULL) < 0:
+        PyErr_Clear()
+        return
+    record.watching_leave = True
+
+
 cdef int _leave_watch(PyObject *unused, PyFrameObject *frame, int what, PyObject *result) noexcept:
     """Profile function of a thread with a request put off: on a normal return
     to a frame outside the lock handling, arm it (raised at the caller's next check)."""
@@ -149,16 +161,17 @@ cdef int _leave_watch(PyObject *unused, PyFrameObject *frame, int what, PyObject
     record = _record_here()
     if record is None:
         return 0
-    record.watching_leave = False
-    _leaving = True
-    try:
-        receipt = _arm_next(record)
-        if receipt is not None:
-            _armed_unwoken[receipt] = (_monotonic(), 0)
-    except BaseException:
-        PyErr_Clear()
-    finally:
-        _leaving = False
+    with cython.critical_section(_CORE):
+        record.watching_leave = False
+        _leaving = True
+        try:
+            receipt = _arm_next(record)
+            if receipt is not None:
+                _armed_unwoken[receipt] = (_monotonic(), 0)
+        except BaseException:
+            PyErr_Clear()
+        finally:
+            _leaving = False
     return 0
 
 

@@ -50,6 +50,7 @@ cdef class _ThreadRecord:
     cdef bint watching_leave  # its profile function is _leave_watch (stdlib_locks.pxi)
     cdef int reporting        # it is inside the sys.unraisablehook wrapper (unraisable.pxi)
     cdef bint delivering      # it is inside a carrier's __new__ (receipt.pxi's deliver)
+    cdef bint starting_pump   # it starts the pump as it leaves a shield: nothing is armed for it meanwhile (scopes.pxi)
     cdef double put_off_at    # when its armed request was put off in a callback (unraisable.pxi); 0 once armed again
     # Its thread state, as the last walk found it alone with the ident, and the
     # interpreter's newest state (address and id) then: see _states_of.

@@ -58,12 +58,20 @@ class _PutOff(BaseException):
     request of ours, which is armed again once CPython has reported it (see above)."""
 
 
-cdef void _arm_put_off(_ThreadRecord record) except *:
+cdef void _arm_put_off(_ThreadRecord record, bint in_its_thread) except *:
     """Arm again the request that ``record``'s thread put off, if it still stands,
     as a queued one is armed: first in its queue, and not while the thread runs
     lock handling (a GC callback runs at any check, inside Condition.wait's
     finally too: armed there, it left an RLock held, 3.13) nor inside a shield;
-    it is then armed as the thread leaves that code (_arm_next)."""
+    it is then armed as the thread leaves that code (_arm_next).
+
+    Free-threaded builds leave such a thread to the pump, but no pump may be
+    started from sys.unraisablehook, and there the callback is often one the
+    pump's own end ran: the pump's Thread object, made by this thread, is freed
+    in it, with the weak containers' callbacks (a request put off so, at the
+    start of Event.is_set(), waited for ever: 1 run in 8 of a shield test,
+    3.14t). Called in its own thread, it watches itself leave the lock
+    handling, as every thread does on the other builds."""
     cdef Receipt receipt = record.armed
     if record.put_off_at == 0.0:
         return
@@ -71,6 +79,8 @@ cdef void _arm_put_off(_ThreadRecord record) except *:
     if receipt is not None and receipt._status is PENDING:
         _enqueue(record, receipt, True)
         _arm_next(record)
+        if HARDSTOP_FREE_THREADED and in_its_thread and record.armed is None and record.queued:
+            _watch_own_leave(record)
 
 
 # How many frames up from the innermost one a callback is looked for: a callback
@@ -147,7 +157,7 @@ cdef bint _swallowed(object error) except -1:
     cdef Receipt receipt = None
     if type(error) is _PutOff:
         if record is not None:
-            _arm_put_off(record)   # reported: the next check raises the request
+            _arm_put_off(record, True)   # reported: the next check raises the request
         return True   # ours: nothing to report
     if record is not None and record.last_delivered is not None:
         receipt = record.last_delivered()
