@@ -78,6 +78,7 @@ include "unraisable.pxi"      # an exception of ours swallowed in a finalizer is
 include "pump.pxi"            # what the pump thread polls: queued requests, re-wakes
 include "scopes.pxi"          # per-thread scope depth, and shield()
 include "deadline.pxi"        # deadline(), deadline_at(), the Deadline scope
+include "task.pxi"            # hardstop.futures' task: run in a deadline scope, its future settled
 include "deadline_heap.pxi"   # the watchdog's heap: scheduling, firing, re-firing
 include "fork.pxi"            # the child of os.fork() starts clean
 include "capi.pxi"            # the C API capsule (hardstop.h)

@@ -298,9 +298,9 @@ cdef class Deadline:
         return f"<hardstop.Deadline {state}, {self.remaining:.3f} s left>"
 
 
-def call_in_scope(Deadline scope, fn, tuple args, dict kwargs):
+cdef object _call_in_scope(Deadline scope, object fn, tuple args, dict kwargs):
     """``with scope: return fn(*args, **kwargs)``, compiled (hardstop.futures' tasks
-    run so): no with statement around the call, so nothing runs between entering
+    run so, task.pxi): no with statement around the call, so nothing runs between entering
     the scope and the call or between the return and leaving it, and no frame
     object is made for the caller. The scope guards whatever ``fn`` runs."""
     with cython.critical_section(_CORE):

@@ -1,5 +1,6 @@
 """Types of the compiled boundary (ext/_hardstop.pyx)."""
 
+import contextvars
 import threading
 import types
 from collections.abc import Callable, Iterable
@@ -71,7 +72,6 @@ class FrameView:
 # A FrameView on free-threaded builds, with the frame attributes hardstop reads;
 # typed as the frame it stands for, which is what the callers treat it as.
 def current_frame(ident: int) -> types.FrameType | None: ...
-def call_in_scope(scope: Deadline, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T: ...
 def arm_waking_condition(ident: int, arm: Callable[[], Receipt]) -> Receipt | None: ...
 def end_condition_wait(condition: object, waiter: object, receipt: Receipt) -> None: ...
 def end_armed_condition_wait(receipt: Receipt) -> bool: ...
@@ -130,6 +130,35 @@ class Deadline:
     def __exit__(
         self, kind: type[BaseException] | None, value: BaseException | None, traceback: types.TracebackType | None
     ) -> None: ...
+
+class ScopedTask:
+    future: Any
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    context: contextvars.Context | None
+    timeout: float
+    on_exit: Callable[[], object] | None
+    known_to: set[Any] | None
+    started: bool
+    stop_requested: bool
+    scope: Deadline | None
+    runner_code: types.CodeType | None
+    def __init__(
+        self,
+        future: Any,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        timeout: float,
+        context: contextvars.Context | None = None,
+        known_to: set[Any] | None = None,
+    ) -> None: ...
+    @property
+    def thread(self) -> threading.Thread | None: ...
+    def runs_here(self) -> bool: ...
+    def run(self, _worker_context: object = None) -> None: ...
+    def label(self) -> str: ...
 
 def deadline(seconds: float | None, *, raises: BaseException | type[BaseException] | None = None) -> Deadline: ...
 def deadline_at(when: float, *, raises: BaseException | type[BaseException] | None = None) -> Deadline: ...

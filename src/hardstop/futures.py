@@ -27,10 +27,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import concurrent.futures.thread as _stdlib_thread
-import contextvars
 import math
 import reprlib
-import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -38,8 +36,8 @@ from concurrent.futures._base import CANCELLED_AND_NOTIFIED, RUNNING
 from typing import Any, ParamSpec, TypeVar
 
 from hardstop._deadline import deadline
-from hardstop._errors import DeadlineExceeded, non_negative_seconds
-from hardstop._hardstop import Deadline, call_in_scope, current_frame
+from hardstop._errors import non_negative_seconds
+from hardstop._hardstop import ScopedTask, current_frame
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -70,7 +68,7 @@ class Future(concurrent.futures.Future[T]):
             if self._state != RUNNING:
                 return False
         task = self._task
-        if task is not None and threading.current_thread() is not task.thread:
+        if task is not None and not task.runs_here():
             task.stop()
         with self._condition:
             if self._state != RUNNING:
@@ -83,104 +81,22 @@ class Future(concurrent.futures.Future[T]):
         return True
 
 
-class _Task:
+class _Task(ScopedTask):
     """Runs ``fn`` in a worker, inside a deadline scope another thread can expire.
 
     It is also the executor's work item: the standard worker calls ``run()``
     (``run(context)`` from 3.14), and its shutdown and broken-pool paths reach the
     caller's future as ``future``, so no second future and no done-callback is
-    made per task.
+    made per task. What runs for every task (``__init__``, ``run()``) is compiled
+    (``ScopedTask``, ext/task.pxi); what runs for a task that is stopped or
+    reported is here.
     """
 
-    __slots__ = (
-        "_scope",
-        "_stop_requested",
-        "args",
-        "context",
-        "fn",
-        "future",
-        "known_to",
-        "kwargs",
-        "on_exit",
-        "started",
-        "thread",
-        "timeout",
-    )
-
-    def __init__(
-        self,
-        future: Future[Any],
-        fn: Callable[..., Any],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        timeout: float,
-        context: contextvars.Context | None = None,
-    ) -> None:
-        self.future = future
-        future._task = self
-        self.fn, self.args, self.kwargs = fn, args, kwargs
-        self.context = context  # to_thread's copy of the caller's context variables
-        self.timeout = timeout
-        self.thread: threading.Thread | None = None
-        self._scope: Deadline | None = None
-        self._stop_requested = False
-        self.on_exit: Callable[[], object] | None = None  # called in the worker once fn is left
-        self.known_to: set[_Task] | None = None  # the executor's set of tasks: left once run() ends
-        self.started = False
-
-    def run(self, _worker_context: object = None) -> None:
-        # The scope is made, and known to stop(), before the future can read RUNNING:
-        # cancel() calls stop() only on a running future, after taking the future's
-        # lock that set it, and an expire() that comes before the scope is entered
-        # makes it raise at its entry. So no lock of the task's own.
-        scope = self._scope = deadline(self.timeout)
-        if self.timeout != _NO_LIMIT:  # named in its DeadlineExceeded; stop() names the others
-            scope.label = self.label()
-        self.thread = threading.current_thread()
-        try:
-            if not self.future.set_running_or_notify_cancel():
-                return
-            self.started = True
-            # Compiled: the scope is entered and left around the call itself.
-            if self.context is not None:
-                result = call_in_scope(scope, self.context.run, (self.fn, *self.args), self.kwargs)
-            else:
-                result = call_in_scope(scope, self.fn, self.args, self.kwargs)
-        except DeadlineExceeded as error:
-            if error.scope is not scope or not self._stop_requested:
-                self._finish(exception=error)  # its timeout, or its own deadline's
-        except BaseException as error:  # noqa: BLE001 - handed to the future, as the standard executor does
-            self._finish(exception=error)
-        else:
-            try:
-                self.future.set_result(result)
-            except concurrent.futures.InvalidStateError:
-                pass  # cancelled while it ran: the result is dropped
-        finally:
-            self.thread = None  # expire() on the scope now left does nothing
-            self.future._task = None  # no cycle left behind
-            if self.started and self.on_exit is not None:
-                self.on_exit()
-            if self.known_to is not None:
-                self.known_to.discard(self)
-
-    def label(self) -> str:
-        return f"the task {self.fn!r}"
-
-    def _finish(self, result: Any = None, exception: BaseException | None = None) -> None:
-        # Not under the future's lock: set_result() runs the done-callbacks after
-        # releasing it, and a callback may wait for a thread that needs it.
-        try:
-            if exception is None:
-                self.future.set_result(result)
-            else:
-                self.future.set_exception(exception)
-        except concurrent.futures.InvalidStateError:
-            pass  # cancelled while it ran: the result is dropped
+    __slots__ = ()
 
     def stop(self) -> None:
-        self._stop_requested = True  # before the expiry: run() reads it when that lands
-        scope = self._scope
+        self.stop_requested = True  # before the expiry: run() reads it when that lands
+        scope = self.scope
         if scope is not None:
             if scope.label is None:
                 scope.label = self.label()
@@ -198,7 +114,7 @@ class _Task:
     def where(self) -> str:
         thread = self.thread
         frame = current_frame(thread.ident or 0) if thread is not None else None
-        if frame is None or frame.f_code is _Task.run.__code__:
+        if frame is None or frame.f_code is self.runner_code:
             return self.call()  # not started or left, or inside a C function: no frame of the user's
         return f"{self.call()} at {frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}"
 
@@ -245,9 +161,7 @@ class ThreadPoolExecutor(concurrent.futures.ThreadPoolExecutor):
             if _stdlib_thread._shutdown:
                 raise RuntimeError("cannot schedule new futures after interpreter shutdown")
             future: Future[T] = Future()
-            task = _Task(future, fn, args, kwargs, timeout)
-            task.known_to = self._tasks
-            self._tasks.add(task)
+            task = _Task(future, fn, args, kwargs, timeout, None, self._tasks)
             self._work_queue.put(task)  # type: ignore[arg-type]  # a work item: run() and future
             self._adjust_thread_count()  # private, in every version 3.10-3.15
         return future
