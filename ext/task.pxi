@@ -4,7 +4,9 @@
 # is stopped or reported (stop(), the texts of the warnings) stays in Python, in
 # hardstop.futures._Task, a subclass.
 
-from concurrent.futures import InvalidStateError as _InvalidStateError
+# concurrent.futures' own, looked up on first use: `import hardstop` imports none
+# of the slow modules (tests/test_import.py), and the executor has imported it by then.
+cdef object _InvalidStateError = None
 
 
 cdef class ScopedTask:
@@ -98,6 +100,10 @@ cdef class ScopedTask:
     cdef void _settle(self, object result, object exception) except *:
         # Not under the future's lock: set_result() runs the done-callbacks after
         # releasing it, and a callback may wait for a thread that needs it.
+        global _InvalidStateError
+        if _InvalidStateError is None:
+            from concurrent.futures import InvalidStateError
+            _InvalidStateError = InvalidStateError
         try:
             if exception is None:
                 self.future.set_result(result)
