@@ -366,15 +366,20 @@ def _release_a_held_pair() -> tuple[Any, ...] | None:
     thread.start()
     steps.reached.wait(WAIT)
     receipts = [hardstop.interrupt(thread, first), hardstop.interrupt(thread, second)]
+    held = [r.status for r in receipts]
     steps.next("inside")
     thread.join(WAIT)
-    if caught == [first, second] and raised_in == [["body"]]:
+    delivered = [r.status for r in receipts] == ["delivered"] * 2
+    if held == ["deferred"] * 2 and caught == [first, second] and raised_in == [["body"]] and delivered:
         return None
-    return caught, raised_in, [(r.status, r.reason) for r in receipts]
+    return held, caught, raised_in, [(r.status, r.reason) for r in receipts]
 
 
-def test_held_requests_are_raised_after_the_shield_even_when_it_starts_the_pump() -> None:
-    """Leaving a shield that held two requests starts the pump (for the second)
+def test_requests_held_by_a_shield_are_raised_in_order_one_per_handler() -> None:
+    """Both are held (deferred), the first is raised as the shield is left, in
+    the with statement's frame, and the second once that handler is done.
+
+    Leaving a shield that held two requests starts the pump (for the second)
     and arms the first. The pump, once running, arms what is free: it armed the
     first while the leaving thread still waited in Thread.start() for it, the
     request ended that start, the pump's claim was given up with it, and the
@@ -384,33 +389,6 @@ def test_held_requests_are_raised_after_the_shield_even_when_it_starts_the_pump(
     at the start of Event.is_set(), and it was never armed again (3.14t)."""
     failures = [failure for failure in (_release_a_held_pair() for _ in range(200)) if failure is not None]
     assert failures == []
-
-
-def test_requests_held_by_a_shield_are_raised_in_order_one_per_handler() -> None:
-    steps = Stepper()
-    first, second = KeyError("first"), KeyError("second")
-    caught: list[BaseException] = []
-
-    def body() -> None:
-        try:
-            with hardstop.shield():
-                steps.pause("inside")
-        except KeyError as error:
-            caught.append(error)
-        try:
-            spin(threading.Event())
-        except KeyError as error:
-            caught.append(error)
-
-    thread = threading.Thread(target=body)
-    thread.start()
-    steps.reached.wait(WAIT)
-    receipts = [hardstop.interrupt(thread, first), hardstop.interrupt(thread, second)]
-    assert [r.status for r in receipts] == ["deferred", "deferred"]
-    steps.next("inside")
-    thread.join(WAIT)
-    assert caught == [first, second]
-    assert [r.status for r in receipts] == ["delivered", "delivered"]
 
 
 def spin_holding(lock: threading.Lock, counter: list[int]) -> None:
