@@ -33,13 +33,11 @@ cdef void _hold_armed(_ThreadRecord record) except *:
         _reset_shared_flag()
 
 
-cdef void _release_held(_ThreadRecord record, long long top, bint may_start_pump=True) except *:
-    """A shield was left, and ``top`` is the innermost one the thread is in now
-    (0: none): arm at once what the shield left held back, if anything (and
-    start the pump for the rest, unless the caller must start no thread)."""
+cdef void _release_held(_ThreadRecord record, bint may_start_pump=True) except *:
+    """A scope was left: arm at once what its shield held back, if anything
+    (and start the pump for the rest, unless the caller must start no thread)."""
     cdef PyThreadState *ts = NULL
     queue = record.queued
-    record.shield_top = top
     if not queue or record.armed is not None:
         return
     free = [receipt for receipt in queue if not _held(receipt)]
@@ -108,7 +106,8 @@ cdef class shield:
         self._record = None
         if record.shields and self._position in record.shields:   # not after a fork by another thread
             record.shields.remove(self._position)
-        _release_held(record, record.shields[-1] if record.shields else 0, may_start_pump)
+        record.shield_top = record.shields[-1] if record.shields else 0
+        _release_held(record, may_start_pump)
 
     def __repr__(self):
         return f"<hardstop.shield {'entered' if self._inside else 'not entered'}>"
