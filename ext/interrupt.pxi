@@ -147,9 +147,8 @@ def interrupt(thread, exc=Interrupted, *, bint wake=True):
         else:
             receipt = _arm_and_wake(target, key, instance, carrier)
         # The pump is needed only if this request was queued (nothing else changed).
-        if (not _pump_running and (receipt._record.queued is not None or _armed_unwoken)
-                and _start_pump is not None and claim_pump()):
-            _start_pump()
+        if receipt._record.queued is not None or _armed_unwoken:
+            _start_pump_if_needed()
     return receipt
 
 

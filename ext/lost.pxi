@@ -36,13 +36,21 @@ cdef double _settle_lost(Receipt receipt) except? -2.0:
     seconds after which to look again. (Free-threaded: looked at with the world
     stopped, where a target that has taken it from its slot is waiting to enter
     deliver(), and says so.)"""
+    cdef double look_again
     if receipt._status is not PENDING or receipt._record.armed is not receipt:
         return 0.0
     _stop_world()
     try:
-        return _settle_lost_stopped(receipt)
+        look_again = _settle_lost_stopped(receipt)
     finally:
         _start_world()
+    if receipt._status is PENDING and receipt._record.armed is not receipt:
+        # A put-off request, queued again and not armed (the thread is in lock
+        # handling): the pump polls for it where no profile function watches the
+        # thread leave (free-threaded builds, 3.11), and none may be running. (Not
+        # started with the world stopped: the new thread could never run.)
+        _start_pump_if_needed()
+    return look_again
 
 
 cdef double _settle_lost_stopped(Receipt receipt) except? -2.0:

@@ -63,6 +63,13 @@ cdef bint _pump_needed():
     return False
 
 
+cdef void _start_pump_if_needed() except *:
+    """Start a pump thread if something queued needs one and none runs. Not from
+    sys.unraisablehook, nor with the world stopped."""
+    if not _pump_running and _start_pump is not None and claim_pump():
+        _start_pump()
+
+
 def claim_pump():
     """True if the caller must start a pump thread (something is queued, none runs)."""
     global _pump_running

@@ -124,8 +124,10 @@ def test_an_interrupt_landing_in_a_gc_callback_is_raised_after_it_from_312(swall
         gc.callbacks.remove(callback)
     assert not thread.is_alive()
     if sys.version_info >= (3, 12):
-        assert (receipt.status, outcome, swallowed) == ("delivered", ["interrupted after the collection"], []), "".join(
-            traceback.format_exception(receipt.exception)
+        assert (receipt.status, outcome, swallowed) == ("delivered", ["interrupted after the collection"], []), (
+            receipt.reason,
+            callback_ended,
+            "".join(traceback.format_exception(receipt.exception)),
         )
         assert callback_ended == (["caught"] if callback_catches else [])  # cut short where it landed
     elif callback_catches:
