@@ -3,7 +3,7 @@ Celery's own threads pool.
 
 Run: python benchmarks/celery_stop.py [--runs 20] [--stock-task-seconds 1.0]
 
-Needs Celery (pip install 'hardstop[celery]') and Debian's redis-server. Starts a
+Needs Celery (pip install 'hardstop-threads[celery]') and Debian's redis-server. Starts a
 Redis server on a free 127.0.0.1 port and two ``celery worker`` processes with one
 thread each, ``-P custom`` with ``hardstop.celery:TaskPool`` and ``-P threads``.
 For each stop (``revoke(terminate=True)`` sent to the worker, and a hard time

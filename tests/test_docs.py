@@ -21,12 +21,29 @@ needs_source_tree = pytest.mark.skipif(
 )
 
 # Where a user reads an install line: the README, the docs, hardstop's messages, the
-# workflows (publishing) and the packaging files.
+# workflows (publishing), the packaging files, the benchmarks' and tools' own
+# instructions, and the CI scripts (extensionless: every file of .ci is read).
 TEXT_SUFFIXES = {".md", ".py", ".pyi", ".pyx", ".pxd", ".h", ".yml", ".yaml", ".toml", ".txt", ".cfg", ".in"}
-SCANNED = ["README.md", "pyproject.toml", "setup.py", "MANIFEST.in", "mkdocs.yml", "docs", "src", "ext", ".github"]
+SCANNED = [
+    "README.md",
+    "pyproject.toml",
+    "setup.py",
+    "MANIFEST.in",
+    "mkdocs.yml",
+    "docs",
+    "src",
+    "ext",
+    ".github",
+    "benchmarks",
+    "tools",
+    ".ci",
+]
 
 # `hardstop` on PyPI is somebody else's placeholder; ours is `hardstop-threads`.
-WRONG_NAME = re.compile(r"pip install\s+['\"]?hardstop(?!-threads)|['\"]hardstop\[")
+# (pip's options may come first: `pip install -U hardstop`; and uv's spellings.)
+WRONG_NAME = re.compile(
+    r"(?:pip install|uv pip install|uv add)(?:\s+--?[\w-]+)*\s+['\"]?hardstop(?![\w-])|['\"]hardstop\["
+)
 
 
 def scanned_files() -> list[str]:
@@ -39,7 +56,10 @@ def scanned_files() -> list[str]:
             files += [
                 found
                 for found in sorted(path.rglob("*"))
-                if found.is_file() and found.suffix in TEXT_SUFFIXES and "egg-info" not in str(found)
+                if found.is_file()
+                and (found.suffix in TEXT_SUFFIXES or name == ".ci")
+                and "egg-info" not in str(found)
+                and "__pycache__" not in found.parts
             ]
     return [str(path.relative_to(ROOT)) for path in files]
 
@@ -63,6 +83,8 @@ def test_the_scan_covers_the_places_users_read() -> None:
         "docs/dask.md",
         "src/hardstop/dask.py",
         ".github/workflows/wheels.yml",
+        "benchmarks/celery_stop.py",
+        ".ci/run",
     ):
         assert expected in names
 

@@ -55,6 +55,7 @@ _PHASES = {"setup": "the test's setup", "call": "the test", "teardown": "the tes
 _HARDSTOP = os.path.dirname(hardstop.__file__) + os.sep
 _MACHINERY = (
     *(os.path.dirname(inspect.getfile(module)) + os.sep for module in (pytest.Item, pluggy, unittest)),
+    os.path.join(os.path.dirname(os.__file__), "asyncio", ""),  # an async TestCase's runner (not imported here)
     _HARDSTOP,
 )
 
@@ -146,12 +147,18 @@ def _frames(expiry: BaseException | None) -> traceback.StackSummary:
     return traceback.extract_tb(expiry.__traceback__) if expiry is not None else traceback.StackSummary()
 
 
+def _is_hardstops(frame: traceback.FrameSummary) -> bool:
+    """A frame of hardstop's Python modules, or of its extension (whose frames
+    carry the source's relative name, ext/receipt.pxi, and a qualified name)."""
+    return frame.filename.startswith(_HARDSTOP) or frame.name.startswith("hardstop._hardstop.")
+
+
 def _message(phase: str, seconds: float, frames: traceback.StackSummary) -> str:
     # From the test down: without pytest's, pluggy's and unittest's frames above
     # it, nor hardstop's own below it (the handler that woke a main-thread sleep).
     first = next((i for i, frame in enumerate(frames) if not frame.filename.startswith(_MACHINERY)), 0)
     last = len(frames)
-    while last > first + 1 and frames[last - 1].filename.startswith(_HARDSTOP):
+    while last > first + 1 and _is_hardstops(frames[last - 1]):
         last -= 1
     stack = "".join(traceback.format_list(frames[first:last]))
     return f"hardstop_timeout: {_PHASES[phase]} ran longer than {seconds:g} s and was stopped. It was here:\n{stack}"
@@ -186,7 +193,7 @@ class _LeavingSubtest(KeyboardInterrupt):
 @contextlib.contextmanager
 def _unittest_guarded(item: pytest.Item, scope: hardstop.Deadline, seconds: float) -> Iterator[None]:
     case = getattr(item, "instance", None)
-    if not isinstance(case, unittest.TestCase) or inspect.iscoroutinefunction(getattr(item, "obj", None)):
+    if not isinstance(case, unittest.TestCase):
         yield
         return
     timed_out: list[bool] = []
@@ -220,7 +227,8 @@ def _unittest_guarded(item: pytest.Item, scope: hardstop.Deadline, seconds: floa
         if _is_expiry(exc_info[1], scope):
             try:
                 stop_here(exc_info[1])
-            except pytest.fail.Exception:
+            except pytest.fail.Exception as failure:
+                failure.__suppress_context__ = True  # reported alone, not as raised while handling the expiry
                 exc_info = sys.exc_info()
         type(item).addError(item, test, exc_info)  # type: ignore[attr-defined]  # item is unittest's result
 
@@ -242,7 +250,10 @@ def _unittest_guarded(item: pytest.Item, scope: hardstop.Deadline, seconds: floa
             raise expiry  # out of the subtest: the test ends here
 
     method = item.obj  # type: ignore[attr-defined]  # a TestCaseFunction's bound test method
-    item.obj = guarded(method)  # type: ignore[attr-defined]  # runtest() sets it on the case
+    if not inspect.iscoroutinefunction(method):
+        item.obj = guarded(method)  # type: ignore[attr-defined]  # runtest() sets it on the case
+    # (An async test method of an IsolatedAsyncioTestCase runs in its event loop,
+    # which catches the expiry: it reaches add_error.)
     item.addError = add_error  # type: ignore[attr-defined]
     patched = {name: guarded(getattr(case, name)) for name in ("setUp", "tearDown", "doCleanups")}
     patched["subTest"] = sub_test
