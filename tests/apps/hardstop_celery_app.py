@@ -109,5 +109,15 @@ def short_task(i: int, kind: int, seconds: float) -> int:
 
 
 @app.task
+def until_stopped(kind: int) -> str:
+    """Runs until it is stopped (or for ``STUCK`` seconds): a loop, or a Condition wait."""
+    if kind == 0:
+        spin_until(STUCK)
+    else:
+        threading.Event().wait(STUCK)
+    return "completed"
+
+
+@app.task
 def pid() -> int:
     return os.getpid()
