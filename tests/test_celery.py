@@ -333,15 +333,22 @@ def wait_for_state(result: celery.result.AsyncResult, state: str) -> None:
 
 
 def test_cold_shutdown_stops_the_running_task(redis_url, tmp_path, workers):
+    """SIGQUIT: Celery 5.7 cancels the running task itself first (``cancel_active_requests``,
+    the same for every pool), which records it RETRY (a ``Retry``, "cancelled by Celery": its
+    message was acknowledged as it started, so it does not run again), and the pool stops it
+    in its thread. Not WorkerLostError: the pool reports that only for a task still running
+    when the pool is terminated without Celery's cancel."""
     cold = Worker("cold", "custom", 1, redis_url, tmp_path)
     try:
         cold.wait_ready()
-        tasks.loop_task.apply_async((str(tmp_path),), queue="cold")
+        result = tasks.loop_task.apply_async((str(tmp_path),), queue="cold")
         wait_for_file(tmp_path / "started")
         cold.process.send_signal(signal.SIGQUIT)  # Celery's cold shutdown
         assert cold.process.wait(WAIT) == 0, cold.text()  # a loop of 30 s would hold a warm one
         assert "was stopped" not in cold.text()  # stopped at once, never reported stuck
         assert not (tmp_path / "completed").exists()
+        assert result.state == "RETRY", (result.state, result.result)
+        assert isinstance(result.result, celery.exceptions.Retry), result.result
     finally:
         cold.stop()
 
