@@ -253,6 +253,27 @@ def test_a_task_stuck_in_lock_acquire_is_reported_and_replaced(workers, folder):
     assert thread_count("solo") == 1
 
 
+def test_one_thread_runs_tasks_one_at_a_time_as_solo_does(workers, folder):
+    """``-c 1`` (the ``solo`` worker) is hardstop's answer to Celery's solo pool: tasks run
+    one at a time, in one thread that is not the worker's main thread, and a time limit in
+    between still stops its task and lets the next one run (each task holds a file while it
+    runs: one started while another ran would return "overlapped")."""
+    results = [
+        tasks.one_at_a_time.apply_async((str(folder), 0, 0.1), queue="solo"),
+        tasks.one_at_a_time.apply_async((str(folder), 1, 0.1), queue="solo"),
+        tasks.one_at_a_time.apply_async((str(folder), 1, WAIT * 3), queue="solo", time_limit=0.5),
+        tasks.one_at_a_time.apply_async((str(folder), 0, 0.1), queue="solo"),
+        tasks.one_at_a_time.apply_async((str(folder), 1, 0.1), queue="solo"),
+    ]
+    stopped = results.pop(2)
+    assert final(stopped) == "FAILURE"
+    assert isinstance(stopped.result, celery.exceptions.TimeLimitExceeded)
+    names = {result.get(timeout=WAIT) for result in results}
+    assert len(names) == 1, names
+    assert names.pop().startswith("hardstop-celery-")  # not the MainThread that runs Celery's consumer
+    assert not (folder / "running").exists()
+
+
 def thread_count(queue: str) -> int:
     stats = tasks.app.control.inspect(destination=[f"{queue}@hardstop-test"], timeout=WAIT).stats()
     return int(stats[f"{queue}@hardstop-test"]["pool"]["threads"])
