@@ -253,53 +253,123 @@ def test_a_task_stuck_in_lock_acquire_is_reported_and_replaced(workers, folder):
     assert thread_count("solo") == 1
 
 
+def test_one_thread_runs_tasks_one_at_a_time_as_solo_does(workers, folder):
+    """``-c 1`` (the ``solo`` worker) is hardstop's answer to Celery's solo pool: tasks run
+    one at a time, in one thread that is not the worker's main thread, and a time limit in
+    between still stops its task and lets the next one run (each task holds a file while it
+    runs: one started while another ran would return "overlapped")."""
+    results = [
+        tasks.one_at_a_time.apply_async((str(folder), 0, 0.1), queue="solo"),
+        tasks.one_at_a_time.apply_async((str(folder), 1, 0.1), queue="solo"),
+        tasks.one_at_a_time.apply_async((str(folder), 1, WAIT * 3), queue="solo", time_limit=0.5),
+        tasks.one_at_a_time.apply_async((str(folder), 0, 0.1), queue="solo"),
+        tasks.one_at_a_time.apply_async((str(folder), 1, 0.1), queue="solo"),
+    ]
+    stopped = results.pop(2)
+    assert final(stopped) == "FAILURE"
+    assert isinstance(stopped.result, celery.exceptions.TimeLimitExceeded)
+    names = {result.get(timeout=WAIT) for result in results}
+    assert len(names) == 1, names
+    assert names.pop().startswith("hardstop-celery-")  # not the MainThread that runs Celery's consumer
+    assert not (folder / "running").exists()
+
+
 def thread_count(queue: str) -> int:
     stats = tasks.app.control.inspect(destination=[f"{queue}@hardstop-test"], timeout=WAIT).stats()
     return int(stats[f"{queue}@hardstop-test"]["pool"]["threads"])
 
 
+def os_threads(pid: int) -> int:
+    """The OS threads of the process ``pid`` right now (Linux's /proc)."""
+    return len(os.listdir(f"/proc/{pid}/task"))
+
+
+def cycle_results(cycle: int) -> list[tuple[celery.result.AsyncResult, int | None]]:
+    """One cycle on the four threads: two tasks that run until they are revoked (a loop and
+    an Event.wait, so that their threads take the next cycle's tasks just after the stop)
+    and two that end on their own after 0-20 ms, each given as (result, its own number)
+    or (result, None) for the revoked ones."""
+    rng = random.Random(cycle)
+    sent = []
+    for n in range(4):
+        if n % 2:
+            sent.append((tasks.until_stopped.apply_async((n // 2,), queue="four"), None))
+        else:
+            i = cycle * 4 + n
+            sent.append((tasks.short_task.apply_async((i, n // 2, rng.uniform(0.0, 0.02)), queue="four"), i))
+    return sent
+
+
 def test_submit_and_revoke_cycles_on_four_threads(workers):
-    """Tasks that end on their own after 0-20 ms, half of them revoked at random moments:
-    before, while or after they run. A revoked task ends REVOKED or (finished first)
-    SUCCESS; a revoke that landed in another task would make that one fail."""
-    rng = random.Random(19)
-    revoked, kept = [], []
-    for cycle in range(50):
-        batch = [
-            (tasks.short_task.apply_async((i, i % 2, rng.uniform(0.0, 0.02)), queue="four"), i)
-            for i in range(cycle * 4, cycle * 4 + 4)
-        ]
-        for n, (result, i) in enumerate(batch):
-            if n % 2:
-                time.sleep(rng.uniform(0.0, 0.01))
+    """100 cycles of four tasks: 200 revokes, each of a task seen running, beside 200 short
+    tasks that end on their own on the other threads, and each revoked task's thread takes
+    the next cycle's tasks. Every result ends final: the revoked ones REVOKED, the others
+    SUCCESS with their own value (a revoke that landed in another task would fail it); the
+    worker process has the OS threads it had before (one leaked per cycle would show)."""
+    if not os.path.isdir(f"/proc/{os.getpid()}/task"):
+        pytest.skip(f"the worker's OS threads are counted in /proc/PID/task, which {sys.platform} does not have")
+    worker = workers["four"]
+    pid = tasks.pid.apply_async(queue="four").get(timeout=WAIT)
+    assert pid == worker.process.pid
+    for result, _ in cycle_results(-1):  # a first cycle: any thread Celery starts lazily is up
+        if _ is None:
+            wait_for_state(result, "STARTED")
+            revoke(result, "four")
+        result.get(timeout=WAIT, propagate=False)
+    threads_before = os_threads(pid)
+    revoked = kept = 0
+    for cycle in range(100):
+        sent = cycle_results(cycle)
+        for result, i in sent:
+            if i is None:
+                wait_for_state(result, "STARTED")  # running: the revoke must stop it
                 revoke(result, "four")
-                revoked.append((result, i))
+        for result, i in sent:
+            state = final(result)
+            if i is None:
+                assert state == "REVOKED", (cycle, state, result.result, worker.text()[-5000:])
+                revoked += 1
             else:
-                kept.append((result, i))
-        for result, _ in batch:
-            result.get(timeout=WAIT, propagate=False)
-    log = workers["four"].text()
-    for result, i in kept:
-        assert (result.state, result.result) == ("SUCCESS", i), log[-5000:]
-    outcomes = {final(result) for result, _ in revoked}
-    assert outcomes <= {"SUCCESS", "REVOKED"}, (outcomes, log[-5000:])
-    assert "REVOKED" in outcomes
-    assert thread_count("four") == 4, log[-5000:]
+                assert (state, result.result) == ("SUCCESS", i), (cycle, worker.text()[-5000:])
+                kept += 1
+    assert (revoked, kept) == (200, 200)
+    log = worker.text()
     assert "Traceback" not in log, log[-5000:]
+    assert thread_count("four") == 4, log[-5000:]
+    # A thread reported stuck (on a loaded machine, a stop can take longer than the app's
+    # hardstop_report_after of 0.5 s) leaves once its task returns: allow it that time.
+    end = time.monotonic() + WAIT
+    while os_threads(pid) > threads_before and time.monotonic() < end:
+        time.sleep(0.05)
+    assert os_threads(pid) == threads_before, log[-5000:]
     stats = tasks.app.control.inspect(destination=["four@hardstop-test"], timeout=WAIT).stats()
     assert stats["four@hardstop-test"]["pool"]["implementation"] == "hardstop.celery:TaskPool"
 
 
+def wait_for_state(result: celery.result.AsyncResult, state: str) -> None:
+    end = time.monotonic() + WAIT
+    while result.state != state:
+        assert time.monotonic() < end, f"{result.id} is {result.state}, never {state}"
+        time.sleep(0.005)
+
+
 def test_cold_shutdown_stops_the_running_task(redis_url, tmp_path, workers):
+    """SIGQUIT: Celery 5.7 cancels the running task itself first (``cancel_active_requests``,
+    the same for every pool), which records it RETRY (a ``Retry``, "cancelled by Celery": its
+    message was acknowledged as it started, so it does not run again), and the pool stops it
+    in its thread. Not WorkerLostError: the pool reports that only for a task still running
+    when the pool is terminated without Celery's cancel."""
     cold = Worker("cold", "custom", 1, redis_url, tmp_path)
     try:
         cold.wait_ready()
-        tasks.loop_task.apply_async((str(tmp_path),), queue="cold")
+        result = tasks.loop_task.apply_async((str(tmp_path),), queue="cold")
         wait_for_file(tmp_path / "started")
         cold.process.send_signal(signal.SIGQUIT)  # Celery's cold shutdown
         assert cold.process.wait(WAIT) == 0, cold.text()  # a loop of 30 s would hold a warm one
         assert "was stopped" not in cold.text()  # stopped at once, never reported stuck
         assert not (tmp_path / "completed").exists()
+        assert result.state == "RETRY", (result.state, result.result)
+        assert isinstance(result.result, celery.exceptions.Retry), result.result
     finally:
         cold.stop()
 

@@ -24,6 +24,7 @@ dramatiq = pytest.importorskip(
 from dramatiq.results import ResultFailure  # noqa: E402
 
 APPS = Path(__file__).parent / "apps"
+WOKEN_SLEEP = sys.version_info >= (3, 15)  # a worker thread's time.sleep ends at a signal from 3.15
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +78,25 @@ def test_a_message_time_limit_raises_time_limit_exceeded_in_the_actor(app, tmp_p
     assert_worker_free(app)
     assert (tmp_path / "started").exists()
     assert not (tmp_path / "completed").exists()
+
+
+def test_a_sleeping_actor_is_woken_on_315_and_stopped_as_its_sleep_returns_before(app, tmp_path):
+    """From CPython 3.15 hardstop's signal ends a worker thread's ``time.sleep``: the limit
+    stops the actor long before its sleep would end. Before 3.15 nothing can end that sleep:
+    the limit passes during it and ``TimeLimitExceeded`` is raised as it returns, in the actor
+    (which never reaches its end), never in the next message."""
+    seconds = WAIT * 3 if WOKEN_SLEEP else 2.0
+    sent = time.monotonic()
+    message = app.sleep_actor.send_with_options(args=(str(tmp_path), seconds), time_limit=500)
+    assert outcome(message) == "TimeLimitExceeded"  # within WAIT, a third of the 3.15 sleep
+    took = time.monotonic() - sent
+    assert_worker_free(app)
+    assert (tmp_path / "started").exists()
+    assert not (tmp_path / "completed").exists()
+    if WOKEN_SLEEP:
+        assert took < seconds, took  # woken: the 30 s sleep did not run out
+    else:
+        assert took >= seconds, took  # not woken: raised once the whole sleep had run
 
 
 def test_an_actors_own_time_limit_is_raised_once_and_can_be_caught(app):

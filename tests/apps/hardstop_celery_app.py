@@ -109,5 +109,34 @@ def short_task(i: int, kind: int, seconds: float) -> int:
 
 
 @app.task
+def until_stopped(kind: int) -> str:
+    """Runs until it is stopped (or for ``STUCK`` seconds): a loop, or a Condition wait."""
+    if kind == 0:
+        spin_until(STUCK)
+    else:
+        threading.Event().wait(STUCK)
+    return "completed"
+
+
+@app.task
+def one_at_a_time(folder: str, kind: int, seconds: float) -> str:
+    """Holds a ``running`` file while it runs (a loop, or a Condition wait): "overlapped"
+    if another task held it when this one started. Returns its thread's name."""
+    marker = Path(folder) / "running"
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL))
+    except FileExistsError:
+        return "overlapped"
+    try:
+        if kind == 0:
+            spin_until(seconds)
+        else:
+            threading.Event().wait(seconds)
+    finally:
+        marker.unlink()
+    return threading.current_thread().name
+
+
+@app.task
 def pid() -> int:
     return os.getpid()

@@ -49,6 +49,14 @@ def event_wait_actor(folder: str) -> str:
     return "completed"
 
 
+@dramatiq.actor(max_retries=0, queue_name="hardstop")
+def sleep_actor(folder: str, seconds: float) -> str:
+    (Path(folder) / "started").touch()
+    time.sleep(seconds)  # a worker thread's sleep: woken on 3.15+, not before
+    (Path(folder) / "completed").touch()
+    return "completed"
+
+
 @dramatiq.actor(max_retries=0, queue_name="hardstop", time_limit=300)
 def limited_actor() -> str:
     try:
