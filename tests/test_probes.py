@@ -11,12 +11,15 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from hardstop import _hardstop, _probes
+import hardstop
+from conftest import WAIT
+from hardstop import _hardstop, _probe_waits, _probes
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "capabilities.md"
 VERSION = f"{sys.version_info[0]}.{sys.version_info[1]}"
@@ -151,3 +154,19 @@ def test_probing_in_process_leaves_nothing_behind() -> None:
         assert _hardstop.slot_is_empty(ident)
     if descriptors.exists():
         assert len(list(descriptors.iterdir())) == open_before
+
+
+def test_an_exception_raised_as_a_timed_wait_returns_is_not_counted_as_a_stop() -> None:
+    """On a loaded machine a probe's request can come so late that the wait runs its
+    whole length and the exception is raised as it returns: that wait was not
+    stopped (a 3.14t CI run reported a worker's time.sleep as stopped so)."""
+    setup = _probe_waits._Setup(lambda: time.sleep(0.3), lambda: None, lasts=0.3)
+    record = _probe_waits._Record()
+    thread = threading.Thread(target=_probe_waits._run_wait, args=(setup, record))
+    thread.start()
+    while record.entered is None:
+        time.sleep(0.001)
+    receipt = hardstop.interrupt(thread, wake=False)  # nothing ends the sleep: raised as it returns
+    thread.join(WAIT)
+    assert receipt.status == "delivered"
+    assert (record.raised_at, record.returned_at is not None) == (None, True)
