@@ -53,10 +53,15 @@ def deadline(seconds, *, raises=None):
     in the block instead, once (the block may catch it), and leaves it as itself."""
     if seconds is None:
         seconds = _INF
-    cdef double span = _number(seconds, "hardstop.deadline()")
-    cdef Deadline scope = Deadline.__new__(Deadline)
+    cdef Deadline scope = _deadline_after(_number(seconds, "hardstop.deadline()"), seconds)
     if raises is not None:
         scope._raises, scope._raises_carrier = _chosen_exception(raises, "hardstop.deadline()")
+    return scope
+
+
+cdef inline Deadline _deadline_after(double span, object seconds):
+    """A scope due ``span`` seconds from now; ``seconds`` is how it was given."""
+    cdef Deadline scope = Deadline.__new__(Deadline)
     scope.when = _monotonic() + span if span != _INF else _INF   # no clock read for no limit
     scope.seconds = seconds
     return scope
@@ -170,8 +175,9 @@ cdef class Deadline:
         # anything is entered. (One armed while the thread waits for the GIL at
         # that check is raised at the next check, inside the body: 3.13+ test a
         # snapshot of the eval breaker taken before they let the GIL go.)
-        _raise_armed_now()
         record = _own_record()
+        if record.armed is not None:
+            _raise_armed_now()
         self._entered = self._open = True
         self._ident = ident
         record.entered += 1

@@ -7,6 +7,7 @@
 # concurrent.futures' own, looked up on first use: `import hardstop` imports none
 # of the slow modules (tests/test_import.py), and the executor has imported it by then.
 cdef object _InvalidStateError = None
+cdef object _NO_LIMIT = _INF   # the seconds of a task without a timeout: one float object for all
 
 
 cdef class ScopedTask:
@@ -54,14 +55,12 @@ cdef class ScopedTask:
     def run(self, _worker_context=None):
         """Run the task (the standard worker calls ``run()``, ``run(context)``
         from 3.14) and settle its future."""
-        cdef Deadline scope = Deadline.__new__(Deadline)
         cdef PyFrameObject *caller = PyEval_GetFrame()
         # The scope is made, and known to stop(), before the future can read
         # RUNNING: cancel() calls stop() only on a running future, after taking
         # the future's lock that set it, and an expire() that comes before the
         # scope is entered makes it raise at its entry. So no lock of the task's own.
-        scope.when = _monotonic() + self.timeout if self.timeout != _INF else _INF
-        scope.seconds = self.timeout
+        cdef Deadline scope = _deadline_after(self.timeout, self.timeout if self.timeout != _INF else _NO_LIMIT)
         if self.timeout != _INF:
             scope.label = self.label()   # named in its DeadlineExceeded; stop() names the others
         self.scope = scope
