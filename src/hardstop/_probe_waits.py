@@ -225,9 +225,12 @@ def _run_wait(setup: _Setup, record: _Record) -> None:
             record.entered = time.perf_counter()
             setup.wait()
         except hardstop.Interrupted:
-            record.raised_at = time.perf_counter()
-            if setup.lasts is not None and record.raised_at - record.entered >= setup.lasts:
-                record.returned_at, record.raised_at = record.raised_at, None  # it ran its whole length
+            raised_at = time.perf_counter()
+            ran = raised_at - record.entered if record.entered is not None else 0.0
+            if setup.lasts is not None and ran >= setup.lasts:
+                record.returned_at = raised_at  # it ran its whole length: raised as it returned
+            else:
+                record.raised_at = raised_at
             return
         except Exception as error:  # noqa: BLE001 - a wait's own timeout or error: it returned
             record.error = repr(error)
