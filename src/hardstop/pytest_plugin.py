@@ -222,6 +222,22 @@ def _unittest_guarded(item: pytest.Item, scope: hardstop.Deadline, seconds: floa
 
         return run
 
+    def guarded_async(part: Callable[..., Any]) -> Callable[..., Any]:
+        """An async test method of an IsolatedAsyncioTestCase: stopped in its own
+        code, it fails here, before its event loop and unittest see the expiry."""
+
+        @functools.wraps(part)
+        async def run(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return await part(*args, **kwargs)
+            except _DeadlinePassed as error:
+                if error.scope is not scope:
+                    raise
+                expiry = error
+            stop_here(expiry)
+
+        return run
+
     def add_error(test: unittest.TestCase, exc_info: Any) -> None:
         # What unittest caught in its own code, or in a cleanup: reported the same way.
         if _is_expiry(exc_info[1], scope):
@@ -250,10 +266,10 @@ def _unittest_guarded(item: pytest.Item, scope: hardstop.Deadline, seconds: floa
             raise expiry  # out of the subtest: the test ends here
 
     method = item.obj  # type: ignore[attr-defined]  # a TestCaseFunction's bound test method
-    if not inspect.iscoroutinefunction(method):
-        item.obj = guarded(method)  # type: ignore[attr-defined]  # runtest() sets it on the case
-    # (An async test method of an IsolatedAsyncioTestCase runs in its event loop,
-    # which catches the expiry: it reaches add_error.)
+    # (Stopped while it awaits, an async test's expiry lands in its event loop, which
+    # hands it to unittest: it reaches add_error, at once from 3.11.)
+    wrap = guarded_async if inspect.iscoroutinefunction(method) else guarded
+    item.obj = wrap(method)  # type: ignore[attr-defined]  # runtest() sets it on the case
     item.addError = add_error  # type: ignore[attr-defined]
     patched = {name: guarded(getattr(case, name)) for name in ("setUp", "tearDown", "doCleanups")}
     patched["subTest"] = sub_test
