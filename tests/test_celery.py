@@ -268,9 +268,12 @@ def test_one_thread_runs_tasks_one_at_a_time_as_solo_does(workers, folder):
     stopped = results.pop(2)
     assert final(stopped) == "FAILURE"
     assert isinstance(stopped.result, celery.exceptions.TimeLimitExceeded)
-    names = {result.get(timeout=WAIT) for result in results}
-    assert len(names) == 1, names
-    assert names.pop().startswith("hardstop-celery-")  # not the MainThread that runs Celery's consumer
+    names = [result.get(timeout=WAIT) for result in results]
+    assert "overlapped" not in names, names
+    # Not the MainThread that runs Celery's consumer. (One name for all, unless the
+    # stopped task took longer than hardstop_report_after to stop on a loaded machine
+    # and its thread was replaced: one task at a time still.)
+    assert all(name.startswith("hardstop-celery-") for name in names), names
     assert not (folder / "running").exists()
 
 
